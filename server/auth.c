@@ -1,0 +1,129 @@
+/*
+ * Authentication. Tokens are 256 random bits shown once; the relay stores only their
+ * SHA-256, in the small global tokens table looked up by hash. The admin token comes
+ * from the environment and is compared in constant time.
+ */
+#include "auth.h"
+
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "routes.h"
+
+int auth_token_new(char out[TOKEN_HEX + 4])
+{
+	unsigned char r[TOKEN_HEX / 2];
+	size_t got = 0, i;
+
+	while (got < sizeof r) {
+		ssize_t n = getrandom(r + got, sizeof r - got, 0);
+		if (n < 0)
+			return -1;
+		got += (size_t)n;
+	}
+	memcpy(out, "sr_", 3);
+	for (i = 0; i < sizeof r; i++)
+		snprintf(out + 3 + 2 * i, 3, "%02x", r[i]);
+	return 0;
+}
+
+void auth_token_hash(char out[65], const char *token)
+{
+	unsigned char md[32];
+	unsigned int len = 0, i;
+
+	EVP_Digest(token, strlen(token), md, &len, EVP_sha256(), NULL);
+	for (i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static int is_admin(const char *token)
+{
+	size_t n = strlen(token);
+
+	if (!cfg.admin_token || !*cfg.admin_token || n != strlen(cfg.admin_token))
+		return 0;
+	return CRYPTO_memcmp(token, cfg.admin_token, n) == 0;
+}
+
+/* Looks the token up; fills a->kind etc. Returns 0 found, 1 unknown, -1 database failure. */
+static int lookup(struct auth *a, const char *token, struct reply *out)
+{
+	char hash[65];
+	const char *params[2] = {hash, NULL};
+	PGconn *c = db_acquire();
+	PGresult *res = NULL;
+	int rc = -1;
+
+	if (!c) {
+		db_problem(out, NULL, NULL);
+		return -1;
+	}
+	auth_token_hash(hash, token);
+	res = db_exec(c, ST_TOKEN_LOOKUP, params);
+	if (!db_ok(res)) {
+		db_problem(out, c, res);
+		goto cleanup;
+	}
+	rc = 1;
+	if (PQntuples(res) == 1) {
+		a->kind = !strcmp(PQgetvalue(res, 0, 0), "join") ? AUTH_JOIN : AUTH_DEVICE;
+		snprintf(a->library_id, sizeof a->library_id, "%s", PQgetvalue(res, 0, 1));
+		snprintf(a->device_id, sizeof a->device_id, "%s", PQgetvalue(res, 0, 2));
+		rc = 0;
+		if (a->kind == AUTH_DEVICE) {
+			/* throttled in SQL: at most one write per device every few seconds */
+			const char *p2[2] = {a->library_id, a->device_id};
+			PQclear(res);
+			res = db_exec(c, ST_DEVICE_SEEN, p2);
+		}
+	}
+cleanup:
+	PQclear(res);
+	db_release(c);
+	return rc;
+}
+
+int auth_check(struct req *r, struct reply *out)
+{
+	const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+	const char *token;
+	int allowed = r->route->auth;
+	int rc;
+
+	if (!h || strncasecmp(h, "Bearer ", 7) || !*(token = h + 7)) {
+		reply_problem(out, 401, "unauthorized", "send \"Authorization: Bearer <token>\"");
+		return -1;
+	}
+	if (is_admin(token)) {
+		r->auth.kind = AUTH_ADMIN;
+		if (allowed & AUTH_ADMIN)
+			return 0;
+		reply_problem(out, 403, "forbidden", "the admin token cannot do this; use a device token");
+		return -1;
+	}
+	rc = lookup(&r->auth, token, out);
+	if (rc < 0)
+		return -1;
+	if (rc > 0) {
+		reply_problem(out, 401, "unauthorized", "the token is unknown or revoked");
+		return -1;
+	}
+	if (r->lib[0] && strcmp(r->lib, r->auth.library_id)) {
+		reply_problem(out, 403, "wrong-library", "the token belongs to another library");
+		return -1;
+	}
+	if (!(allowed & r->auth.kind)) {
+		reply_problem(out, 403, "forbidden", "a %s token cannot do this",
+			      r->auth.kind == AUTH_JOIN ? "join" : "device");
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,354 @@
+/*
+ * Database pool and the statement table. Every connection prepares every statement
+ * when it is opened; handlers refer to statements by name (enum stmt) and bind every
+ * value as a parameter.
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+static const struct {
+	const char *name;
+	int nparams;
+	const char *sql;
+} stmts[ST_COUNT] = {
+	[ST_TOKEN_LOOKUP] = {"token_lookup", 1,
+		"SELECT kind, library_id::text, coalesce(device_id::text, '') FROM tokens"
+		" WHERE token_hash = $1 AND NOT revoked"},
+	[ST_DEVICE_SEEN] = {"device_seen", 2,
+		"UPDATE devices SET last_seen = now() WHERE library_id = $1 AND device_id = $2"
+		" AND (last_seen IS NULL OR last_seen < now() - interval '2 seconds')"},
+	[ST_LIB_INSERT] = {"lib_insert", 2,
+		"INSERT INTO libraries (library_id, name) VALUES ($1, $2)"},
+	[ST_TOKEN_INSERT] = {"token_insert", 4,
+		"INSERT INTO tokens (token_hash, kind, library_id, device_id) VALUES ($1, $2, $3, $4)"},
+	[ST_LIB_GET] = {"lib_get", 1,
+		"SELECT name, head, horizon, schema_version, schema_models FROM libraries"
+		" WHERE library_id = $1"},
+	[ST_LIB_LOCK] = {"lib_lock", 1,
+		"SELECT name, head, horizon, schema_version, schema_models FROM libraries"
+		" WHERE library_id = $1 FOR UPDATE"},
+	[ST_DEVICE_INSERT] = {"device_insert", 3,
+		"INSERT INTO devices (library_id, device_id, name) VALUES ($1, $2, $3)"
+		" ON CONFLICT DO NOTHING RETURNING device_id"},
+	[ST_DEVICE_LIST] = {"device_list", 1,
+		"SELECT d.device_id::text, d.name,"
+		" to_char(d.enrolled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+		" to_char(d.last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+		" d.acked_seq, greatest(l.head - d.acked_seq, 0), d.revoked_at IS NOT NULL"
+		" FROM devices d JOIN libraries l ON l.library_id = d.library_id"
+		" WHERE d.library_id = $1 ORDER BY d.enrolled_at, d.device_id"},
+	[ST_DEVICE_REVOKE] = {"device_revoke", 2,
+		"UPDATE devices SET revoked_at = coalesce(revoked_at, now())"
+		" WHERE library_id = $1 AND device_id = $2 RETURNING device_id"},
+	[ST_TOKEN_REVOKE_DEVICE] = {"token_revoke_device", 2,
+		"UPDATE tokens SET revoked = true WHERE library_id = $1 AND device_id = $2"
+		" AND kind = 'device'"},
+	[ST_SCHEMA_SET] = {"schema_set", 3,
+		"UPDATE libraries SET schema_version = $2, schema_models = $3 WHERE library_id = $1"},
+	[ST_PUSH_DUPS] = {"push_dups", 2,
+		"SELECT hlc, model, record_id, op, data FROM changes"
+		" WHERE library_id = $1 AND hlc = ANY ($2::text[])"},
+	[ST_PUSH_CURRENT] = {"push_current", 3,
+		"SELECT r.model, r.record_id, r.owner, r.hlc, r.deleted, r.data FROM records r"
+		" JOIN unnest($2::text[], $3::text[]) AS k(model, record_id)"
+		" ON r.model = k.model AND r.record_id = k.record_id WHERE r.library_id = $1"},
+	[ST_PUSH_CHANGES] = {"push_changes", 8,
+		"INSERT INTO changes (library_id, seq, hlc, device_id, model, record_id, op, data)"
+		" SELECT $1, $2::bigint + t.o, t.h, $3, t.m, t.r, t.op, t.d"
+		" FROM unnest($4::text[], $5::text[], $6::text[], $7::smallint[], $8::text[])"
+		" WITH ORDINALITY AS t(h, m, r, op, d, o)"},
+	[ST_PUSH_RECORDS] = {"push_records", 8,
+		"INSERT INTO records (library_id, model, record_id, owner, bucket, hlc, deleted, data)"
+		" SELECT $1, t.m, t.r, t.ow, t.b, t.h, t.del, t.d"
+		" FROM unnest($2::text[], $3::text[], $4::text[], $5::smallint[], $6::text[],"
+		" $7::boolean[], $8::text[]) AS t(m, r, ow, b, h, del, d)"
+		" ON CONFLICT (library_id, model, record_id) DO UPDATE"
+		" SET hlc = EXCLUDED.hlc, deleted = EXCLUDED.deleted, data = EXCLUDED.data"},
+	[ST_PUSH_SCOPES] = {"push_scopes", 6,
+		"INSERT INTO scope_digests AS s (library_id, model, owner, count, hash, watermark)"
+		" SELECT $1, t.m, t.o, t.c, t.h, t.w"
+		" FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[])"
+		" AS t(m, o, c, h, w)"
+		" ON CONFLICT (library_id, model, owner) DO UPDATE SET count = s.count + EXCLUDED.count,"
+		" hash = s.hash # EXCLUDED.hash, watermark = greatest(s.watermark, EXCLUDED.watermark)"},
+	[ST_PUSH_BUCKETS] = {"push_buckets", 6,
+		"INSERT INTO bucket_digests AS s (library_id, model, owner, bucket, count, hash)"
+		" SELECT $1, t.m, t.o, t.b, t.c, t.h"
+		" FROM unnest($2::text[], $3::text[], $4::smallint[], $5::bigint[], $6::bigint[])"
+		" AS t(m, o, b, c, h)"
+		" ON CONFLICT (library_id, model, owner, bucket) DO UPDATE"
+		" SET count = s.count + EXCLUDED.count, hash = s.hash # EXCLUDED.hash"},
+	[ST_PUSH_HEAD] = {"push_head", 2,
+		"WITH u AS (UPDATE libraries SET head = $2 WHERE library_id = $1 RETURNING library_id)"
+		" SELECT pg_notify('syncrelay', u.library_id::text) FROM u"},
+	[ST_PULL] = {"pull", 4,
+		"SELECT seq, hlc, device_id::text, model, record_id, op, data FROM changes"
+		" WHERE library_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4"},
+	[ST_ACK] = {"ack", 3,
+		"UPDATE devices SET acked_seq = greatest(acked_seq, $3), last_seen = now()"
+		" WHERE library_id = $1 AND device_id = $2 RETURNING acked_seq"},
+	[ST_RECORDS_PAGE] = {"records_page", 6,
+		"SELECT model, record_id, owner, hlc, deleted, data FROM records"
+		" WHERE library_id = $1 AND model = $2 AND ($3 = '' OR owner = $3) AND record_id > $4"
+		" AND ($5::boolean OR NOT deleted) ORDER BY record_id LIMIT $6"},
+	[ST_RECORDS_BUCKET] = {"records_bucket", 7,
+		"SELECT model, record_id, owner, hlc, deleted, data FROM records"
+		" WHERE library_id = $1 AND model = $2 AND owner = $3 AND bucket = $4 AND record_id > $5"
+		" AND ($6::boolean OR NOT deleted) ORDER BY record_id LIMIT $7"},
+	[ST_DIGEST] = {"digest", 3,
+		"SELECT model, owner, count, hash, watermark FROM scope_digests"
+		" WHERE library_id = $1 AND ($2::text IS NULL OR model = $2)"
+		" AND ($3::text IS NULL OR owner = $3) ORDER BY model, owner"},
+	[ST_DIGEST_BUCKETS] = {"digest_buckets", 3,
+		"SELECT bucket, count, hash FROM bucket_digests"
+		" WHERE library_id = $1 AND model = $2 AND owner = $3 AND count > 0 ORDER BY bucket"},
+	[ST_READY] = {"ready", 0, "SELECT coalesce(max(version), 0) FROM schema_migrations"},
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	char *conninfo;
+	PGconn **conns;
+	int *free_stack;
+	int nfree;
+	int size;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+PGconn *db_connect(const char *conninfo)
+{
+	PGconn *c = PQconnectdb(conninfo);
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		log_error("could not connect to the database: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
+static int prepare_all(PGconn *c)
+{
+	int i;
+
+	for (i = 0; i < ST_COUNT; i++) {
+		PGresult *res = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
+		int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+		if (!ok)
+			log_error("could not prepare statement \"%s\": %s", stmts[i].name,
+				  PQresultErrorMessage(res));
+		PQclear(res);
+		if (!ok)
+			return -1;
+	}
+	return 0;
+}
+
+static PGconn *open_prepared(void)
+{
+	PGconn *c = db_connect(pool.conninfo);
+
+	if (c && prepare_all(c)) {
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
+int db_pool_open(const char *conninfo, int size)
+{
+	int i;
+
+	pool.conninfo = strdup(conninfo);
+	pool.conns = calloc((size_t)size, sizeof *pool.conns);
+	pool.free_stack = calloc((size_t)size, sizeof *pool.free_stack);
+	if (!pool.conninfo || !pool.conns || !pool.free_stack)
+		return -1;
+	pool.size = size;
+	for (i = 0; i < size; i++) {
+		pool.conns[i] = open_prepared();
+		if (!pool.conns[i])
+			return -1;
+		pool.free_stack[pool.nfree++] = i;
+	}
+	return 0;
+}
+
+void db_pool_close(void)
+{
+	int i;
+
+	for (i = 0; i < pool.size; i++)
+		PQfinish(pool.conns[i]);
+	free(pool.conns);
+	free(pool.free_stack);
+	free(pool.conninfo);
+	pool.conns = NULL;
+	pool.free_stack = NULL;
+	pool.conninfo = NULL;
+	pool.size = pool.nfree = 0;
+}
+
+int db_pool_size(void)
+{
+	return pool.size;
+}
+
+int db_pool_in_use(void)
+{
+	int n;
+
+	pthread_mutex_lock(&pool.lock);
+	n = pool.size - pool.nfree;
+	pthread_mutex_unlock(&pool.lock);
+	return n;
+}
+
+PGconn *db_acquire(void)
+{
+	struct timespec deadline;
+	PGconn *c = NULL;
+	int idx = -1;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 5;
+	pthread_mutex_lock(&pool.lock);
+	while (pool.nfree == 0) {
+		if (pthread_cond_timedwait(&pool.cond, &pool.lock, &deadline) == ETIMEDOUT)
+			break;
+	}
+	if (pool.nfree > 0) {
+		idx = pool.free_stack[--pool.nfree];
+		c = pool.conns[idx];
+	}
+	pthread_mutex_unlock(&pool.lock);
+	if (!c)
+		return NULL;
+	if (PQstatus(c) != CONNECTION_OK) {
+		/* the server went away: reconnect, and prepare again on the new session */
+		PQreset(c);
+		if (PQstatus(c) != CONNECTION_OK || prepare_all(c)) {
+			log_warn("database connection lost and could not be re-established: %s",
+				 PQerrorMessage(c));
+			db_release(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+void db_release(PGconn *c)
+{
+	int i;
+
+	if (!c)
+		return;
+	if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+		db_rollback(c);
+	pthread_mutex_lock(&pool.lock);
+	for (i = 0; i < pool.size; i++)
+		if (pool.conns[i] == c)
+			pool.free_stack[pool.nfree++] = i;
+	pthread_cond_signal(&pool.cond);
+	pthread_mutex_unlock(&pool.lock);
+}
+
+PGresult *db_exec(PGconn *c, enum stmt s, const char *const *params)
+{
+	PGresult *res = PQexecPrepared(c, stmts[s].name, stmts[s].nparams, params, NULL, NULL, 0);
+
+	if (!db_ok(res))
+		log_debug("statement \"%s\" failed: %s", stmts[s].name, PQresultErrorMessage(res));
+	return res;
+}
+
+int db_ok(const PGresult *res)
+{
+	ExecStatusType st = PQresultStatus(res);
+
+	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+static int simple(PGconn *c, const char *sql)
+{
+	PGresult *res = PQexec(c, sql);
+	int ok = db_ok(res);
+
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
+int db_begin(PGconn *c)
+{
+	return simple(c, "BEGIN");
+}
+
+int db_commit(PGconn *c)
+{
+	return simple(c, "COMMIT");
+}
+
+void db_rollback(PGconn *c)
+{
+	simple(c, "ROLLBACK");
+}
+
+void db_problem(struct reply *out, PGconn *c, const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	if (!c || !res || PQstatus(c) != CONNECTION_OK) {
+		reply_problem(out, 503, "unavailable", "the database is unreachable; retry later");
+		return;
+	}
+	if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strncmp(state, "57", 2) ||
+		      !strncmp(state, "08", 2) || !strcmp(state, "53300"))) {
+		reply_problem(out, 503, "unavailable",
+			      "the database could not complete the request (SQLSTATE %s); retry later",
+			      state);
+		return;
+	}
+	log_error("database error (SQLSTATE %s): %s", state ? state : "?",
+		  PQresultErrorMessage(res));
+	reply_problem(out, 500, "internal", "the database refused the request (SQLSTATE %s)",
+		      state ? state : "unknown");
+}
+
+PGresult *db_run(struct reply *out, enum stmt s, const char *const *params)
+{
+	PGconn *c = db_acquire();
+	PGresult *res;
+
+	if (!c) {
+		db_problem(out, NULL, NULL);
+		return NULL;
+	}
+	res = db_exec(c, s, params);
+	if (!db_ok(res)) {
+		db_problem(out, c, res);
+		PQclear(res);
+		res = NULL;
+	}
+	db_release(c);
+	return res;
+}
+
+PGresult *db_step(PGconn *c, enum stmt s, const char *const *params, struct reply *out)
+{
+	PGresult *res = db_exec(c, s, params);
+
+	if (!db_ok(res)) {
+		db_problem(out, c, res);
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}

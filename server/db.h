@@ -1,0 +1,70 @@
+/*
+ * Database access: a fixed pool of libpq connections, every statement named and prepared
+ * on each connection from one table, and SQLSTATE to problem mapping in one place.
+ */
+#ifndef SR_DB_H
+#define SR_DB_H
+
+#include <libpq-fe.h>
+
+#include "http.h"
+
+enum stmt {
+	ST_TOKEN_LOOKUP,
+	ST_DEVICE_SEEN,
+	ST_LIB_INSERT,
+	ST_TOKEN_INSERT,
+	ST_LIB_GET,
+	ST_LIB_LOCK,
+	ST_DEVICE_INSERT,
+	ST_DEVICE_LIST,
+	ST_DEVICE_REVOKE,
+	ST_TOKEN_REVOKE_DEVICE,
+	ST_SCHEMA_SET,
+	ST_PUSH_DUPS,
+	ST_PUSH_CURRENT,
+	ST_PUSH_CHANGES,
+	ST_PUSH_RECORDS,
+	ST_PUSH_SCOPES,
+	ST_PUSH_BUCKETS,
+	ST_PUSH_HEAD,
+	ST_PULL,
+	ST_ACK,
+	ST_RECORDS_PAGE,
+	ST_RECORDS_BUCKET,
+	ST_DIGEST,
+	ST_DIGEST_BUCKETS,
+	ST_READY,
+	ST_COUNT
+};
+
+int db_pool_open(const char *conninfo, int size);
+void db_pool_close(void);
+int db_pool_size(void);
+int db_pool_in_use(void);
+
+/* Borrows a connection, waiting up to a few seconds; NULL when none could be had. */
+PGconn *db_acquire(void);
+void db_release(PGconn *c);
+
+/* Runs a prepared statement with text parameters (NULL = SQL NULL). The caller PQclear()s. */
+PGresult *db_exec(PGconn *c, enum stmt s, const char *const *params);
+/* 1 when res is COMMAND_OK or TUPLES_OK. */
+int db_ok(const PGresult *res);
+int db_begin(PGconn *c);
+int db_commit(PGconn *c);
+void db_rollback(PGconn *c);
+
+/* Fills out with the problem for a failed statement (res may be NULL: no connection). */
+void db_problem(struct reply *out, PGconn *c, const PGresult *res);
+
+/* Opens a standalone connection (migrations, LISTEN). NULL after logging why. */
+PGconn *db_connect(const char *conninfo);
+
+
+
+/* One statement inside the caller's transaction: the result, or NULL with out filled. */
+PGresult *db_step(PGconn *c, enum stmt s, const char *const *params, struct reply *out);
+/* One statement on a borrowed connection: the result, or NULL with out filled. */
+PGresult *db_run(struct reply *out, enum stmt s, const char *const *params);
+#endif

@@ -1,0 +1,318 @@
+/*
+ * HTTP daemon. libmicrohttpd runs a pool of epoll threads; each request is collected
+ * into a struct req (its *req_cls), dispatched once its body is complete, and freed in
+ * one completion callback. Held long-polls are suspended connections owned by longpoll.c,
+ * so they take no thread while they wait.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "longpoll.h"
+#include "routes.h"
+
+static struct MHD_Daemon *daemon_;
+static int active; /* requests between first call and completion */
+
+double now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int64_t now_unix_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int http_active_requests(void)
+{
+	return __atomic_load_n(&active, __ATOMIC_SEQ_CST);
+}
+
+const char *req_arg(struct req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+int req_arg_int(struct req *r, const char *name, long long def, long long min, long long max,
+		long long *val, struct reply *out)
+{
+	const char *s = req_arg(r, name);
+	char *end;
+	long long v;
+
+	if (!s) {
+		*val = def;
+		return 0;
+	}
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (!*s || *end || errno || v < min || v > max) {
+		reply_problem(out, 400, "bad-request", "query parameter \"%s\" must be an integer from %lld to %lld",
+			      name, min, max);
+		return -1;
+	}
+	*val = v;
+	return 0;
+}
+
+json_t *req_json(struct req *r, struct reply *out)
+{
+	json_error_t err;
+	json_t *j;
+
+	if (!r->body_len) {
+		reply_problem(out, 400, "bad-request", "the request needs a JSON body");
+		return NULL;
+	}
+	j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+	if (!j) {
+		reply_problem(out, 400, "bad-request", "the body is not valid JSON: %s (at byte %d)",
+			      err.text, err.position);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		reply_problem(out, 400, "bad-request", "the body must be a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+void http_suspend(struct req *r)
+{
+	MHD_suspend_connection(r->conn);
+}
+
+void http_resume(struct req *r)
+{
+	MHD_resume_connection(r->conn);
+}
+
+static enum MHD_Result send_reply(struct req *r, struct reply *rep)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (!rep->body)
+		reply_problem(rep, 500, "internal", "the handler produced no reply");
+	resp = MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(rep->body);
+		return MHD_NO;
+	}
+	rep->body = NULL;
+	MHD_add_response_header(resp, "Content-Type", rep->content_type);
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	if (rep->allow)
+		MHD_add_response_header(resp, "Allow", rep->allow);
+	ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
+	MHD_destroy_response(resp);
+	r->responded = rep->status;
+	return ret;
+}
+
+static int dispatch(struct req *r, struct reply *rep)
+{
+	if (r->body_too_large) {
+		reply_problem(rep, 413, "too-large", "the body exceeds %lld bytes",
+			      (long long)cfg.max_body_bytes);
+		return HANDLER_DONE;
+	}
+	/* authentication runs once: a resumed long-poll keeps what it found */
+	if (!r->poll_state && r->route->auth != AUTH_NONE && auth_check(r, rep))
+		return HANDLER_DONE;
+	return r->route->handler(r, rep);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version,
+				  const char *upload_data, size_t *upload_data_size, void **req_cls)
+{
+	struct req *r = *req_cls;
+	struct reply rep = {0};
+	const char *allow = NULL;
+
+	if (!r) {
+		const char *cl;
+
+		r = calloc(1, sizeof *r);
+		if (!r)
+			return MHD_NO;
+		__atomic_add_fetch(&active, 1, __ATOMIC_SEQ_CST);
+		r->conn = conn;
+		r->t_start = now_mono();
+		r->route_index = -1;
+		snprintf(r->method, sizeof r->method, "%s", method);
+		*req_cls = r;
+		switch (routes_match(r, method, url, &allow)) {
+		case ROUTE_FOUND:
+			break;
+		case ROUTE_NOT_FOUND:
+			reply_problem(&rep, 404, "not-found", "no resource at this path");
+			return send_reply(r, &rep);
+		case ROUTE_BAD_METHOD:
+			reply_problem(&rep, 405, "method-not-allowed", "%s is not allowed here", method);
+			rep.allow = allow;
+			return send_reply(r, &rep);
+		case ROUTE_BAD_ID:
+			reply_problem(&rep, 400, "bad-request",
+				      "a library or device id in the path is not a canonical lowercase UUID");
+			return send_reply(r, &rep);
+		}
+		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+		if (cl && strtoll(cl, NULL, 10) > cfg.max_body_bytes) {
+			reply_problem(&rep, 413, "too-large", "the body exceeds %lld bytes",
+				      (long long)cfg.max_body_bytes);
+			return send_reply(r, &rep);
+		}
+		return MHD_YES;
+	}
+	if (r->responded)
+		return MHD_YES; /* an early reply was queued; the rest of the body is dropped */
+
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		if (r->body_too_large || r->body_len + n > (size_t)cfg.max_body_bytes) {
+			r->body_too_large = 1;
+			return MHD_YES;
+		}
+		if (r->body_len + n + 1 > r->body_cap) {
+			size_t cap = r->body_cap ? r->body_cap : 4096;
+			char *p;
+
+			while (cap < r->body_len + n + 1)
+				cap *= 2;
+			p = realloc(r->body, cap);
+			if (!p)
+				return MHD_NO;
+			r->body = p;
+			r->body_cap = cap;
+		}
+		memcpy(r->body + r->body_len, upload_data, n);
+		r->body_len += n;
+		r->body[r->body_len] = '\0';
+		return MHD_YES;
+	}
+
+	if (dispatch(r, &rep) == HANDLER_SUSPEND)
+		return MHD_YES; /* longpoll.c suspended the connection */
+	return send_reply(r, &rep);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct req *r = *req_cls;
+
+	if (!r)
+		return;
+	poll_cancel(r);
+	metrics_request(r->route_index, r->responded, now_mono() - r->t_start);
+	free(r->body);
+	free(r);
+	*req_cls = NULL;
+	__atomic_sub_fetch(&active, 1, __ATOMIC_SEQ_CST);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[512];
+
+	vsnprintf(line, sizeof line, fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	log_debug("http: %s", line);
+}
+
+int http_start(const char *listen, int *bound_port)
+{
+	struct addrinfo hints = {0}, *ai = NULL;
+	char host[256];
+	const char *colon, *port;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+			 MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	const union MHD_DaemonInfo *info;
+	int rc;
+
+	colon = strrchr(listen, ':');
+	if (!colon || colon == listen) {
+		log_error("listen address \"%s\" is not host:port", listen);
+		return -1;
+	}
+	port = colon + 1;
+	if (listen[0] == '[' && colon[-1] == ']')
+		snprintf(host, sizeof host, "%.*s", (int)(colon - listen - 2), listen + 1);
+	else
+		snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	rc = getaddrinfo(host, port, &hints, &ai);
+	if (rc) {
+		log_error("could not resolve listen address \"%s\": %s", listen, gai_strerror(rc));
+		return -1;
+	}
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	daemon_ = MHD_start_daemon(
+		flags, (uint16_t)atoi(port), NULL, NULL, on_request, NULL,
+		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg.threads,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg.max_wait_s + 60),
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+		MHD_OPTION_END);
+	freeaddrinfo(ai);
+	if (!daemon_) {
+		log_error("could not listen on \"%s\" (address in use or not permitted)", listen);
+		return -1;
+	}
+	info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
+	*bound_port = info ? info->port : atoi(port);
+	return 0;
+}
+
+void http_quiesce(void)
+{
+	if (daemon_) {
+		MHD_socket s = MHD_quiesce_daemon(daemon_);
+		if (s != MHD_INVALID_SOCKET)
+			close(s);
+	}
+}
+
+void http_stop(int grace_s)
+{
+	double until = now_mono() + grace_s;
+	struct timespec tick = {0, 20 * 1000 * 1000};
+
+	/* in-flight requests finish; held polls were answered by poll_shutdown() */
+	while (http_active_requests() > 0 && now_mono() < until)
+		nanosleep(&tick, NULL);
+	if (http_active_requests() > 0)
+		log_warn("stopping with %d requests still in flight", http_active_requests());
+	if (daemon_)
+		MHD_stop_daemon(daemon_);
+	daemon_ = NULL;
+}

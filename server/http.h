@@ -1,0 +1,93 @@
+/*
+ * HTTP layer: the libmicrohttpd daemon, request bodies, dispatch through the route table,
+ * and the reply and problem+json helpers every handler uses. Handlers fill a struct reply
+ * and never call libmicrohttpd themselves.
+ */
+#ifndef SR_HTTP_H
+#define SR_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "syncrelay_codec.h"
+
+enum auth_kind { AUTH_NONE = 0, AUTH_ADMIN = 1, AUTH_JOIN = 2, AUTH_DEVICE = 4 };
+
+struct auth {
+	enum auth_kind kind;
+	char library_id[SR_UUID_LEN + 1]; /* join and device tokens */
+	char device_id[SR_UUID_LEN + 1];  /* device tokens */
+};
+
+struct reply {
+	int status;
+	const char *content_type;
+	char *body; /* malloc'd, handed to libmicrohttpd */
+	size_t len;
+	const char *allow; /* Allow header for 405 */
+};
+
+struct route;
+struct poll_waiter;
+
+struct req {
+	struct MHD_Connection *conn;
+	const struct route *route;
+	int route_index;
+	char method[8];
+	char lib[SR_UUID_LEN + 1]; /* {lib} path parameter, validated */
+	char dev[SR_UUID_LEN + 1]; /* {dev} path parameter, validated */
+	char *body;
+	size_t body_len, body_cap;
+	int body_too_large;
+	struct auth auth;
+	double t_start;
+	int responded;
+
+	/* long-poll state, owned by longpoll.c while the connection is suspended */
+	struct req *poll_prev, *poll_next;
+	void *poll_slot;
+	int poll_state;       /* POLL_* in poll.h */
+	int64_t poll_since;   /* effective since while holding */
+	double poll_deadline; /* monotonic seconds */
+};
+
+/* Handlers return HANDLER_DONE with the reply filled, or HANDLER_SUSPEND after longpoll.c took
+ * the request (a held long-poll); the handler runs again when the request is resumed. */
+enum { HANDLER_DONE = 0, HANDLER_SUSPEND = 1 };
+typedef int (*handler_fn)(struct req *r, struct reply *out);
+
+/* Query-string argument, or NULL. Borrowed for the request's lifetime. */
+const char *req_arg(struct req *r, const char *name);
+/* Integer query argument in [min, max], def when absent. 0, or -1 with a 400 in out. */
+int req_arg_int(struct req *r, const char *name, long long def, long long min, long long max,
+		long long *val, struct reply *out);
+/* Parses the JSON body; on failure fills a 400 problem and returns NULL. */
+json_t *req_json(struct req *r, struct reply *out);
+
+/* Replies. Each takes ownership of what it is given. */
+void reply_json(struct reply *out, int status, json_t *obj); /* steals obj */
+void reply_buf(struct reply *out, int status, sr_buf *b);      /* steals b's bytes */
+void reply_text(struct reply *out, int status, const char *ctype, char *text);
+void reply_problem(struct reply *out, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Problem with extra members (e.g. index, relay_time): extra is stolen, may be NULL. */
+void reply_problem_x(struct reply *out, int status, const char *code, json_t *extra,
+		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Suspend / resume for longpoll.c. */
+void http_suspend(struct req *r);
+void http_resume(struct req *r);
+
+int http_start(const char *listen, int *bound_port);
+/* Stops accepting new connections. */
+void http_quiesce(void);
+/* Waits up to grace_s for in-flight requests, then stops the daemon. */
+void http_stop(int grace_s);
+int http_active_requests(void);
+
+double now_mono(void);
+int64_t now_unix_ms(void);
+
+#endif

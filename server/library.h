@@ -1,0 +1,27 @@
+/* A library's row as handlers need it: head, horizon, schema. */
+#ifndef SR_LIBRARY_H
+#define SR_LIBRARY_H
+
+#include <libpq-fe.h>
+
+#include "http.h"
+#include "schema_model.h"
+
+struct library {
+	long long head, horizon;
+	int schema_version;
+	struct sm_schema schema;
+};
+
+/* Reads library lib on c (FOR UPDATE when lock is set). 0, or -1 with out filled
+ * (404 library-not-found, database problems). Release with library_free(). */
+int library_load(PGconn *c, const char *lib, int lock, struct library *out_lib, struct reply *out);
+void library_free(struct library *l);
+/* The schema model named by a query argument, or NULL with a 400/422 in out. */
+const struct sm_model *library_model(const struct library *l, const char *name, struct reply *out);
+/* Checks an optional owner argument against model m's kind: *owner is "" when absent.
+ * 0, or -1 with a 400 in out (an owner for a shared model, a malformed UUID). */
+int library_owner(const struct library *l, const struct sm_model *m, const char *arg,
+		  const char **owner, struct reply *out);
+
+#endif

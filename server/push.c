@@ -1,0 +1,611 @@
+/* The push transaction: validation, duplicates, last-writer-wins, digests. See push.h. */
+#define _GNU_SOURCE
+#include "push.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+#include "library.h"
+
+/* ---- a small string-keyed index (open addressing); values are array positions ---- */
+
+struct kmap {
+	const char **keys;
+	int *vals;
+	size_t cap;
+};
+
+static int kmap_init(struct kmap *m, size_t n)
+{
+	m->cap = 16;
+	while (m->cap < 2 * n + 2)
+		m->cap *= 2;
+	m->keys = calloc(m->cap, sizeof *m->keys);
+	m->vals = calloc(m->cap, sizeof *m->vals);
+	return m->keys && m->vals ? 0 : -1;
+}
+
+static void kmap_free(struct kmap *m)
+{
+	free(m->keys);
+	free(m->vals);
+}
+
+/* Returns the slot for key: m->keys[slot] is NULL when absent. Keys are compared as
+ * NUL-separated pairs of length klen. */
+static size_t kmap_slot(const struct kmap *m, const char *key, size_t klen)
+{
+	size_t i = (size_t)sr_fnv1a64(key, klen) & (m->cap - 1);
+
+	while (m->keys[i] && memcmp(m->keys[i], key, klen))
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+/* ---- PostgreSQL text-array literals ---- */
+
+static void arr_add(sr_buf *b, const char *s)
+{
+	sr_buf_putc(b, b->len ? ',' : '{');
+	if (!s) {
+		sr_buf_puts(b, "NULL");
+		return;
+	}
+	sr_buf_putc(b, '"');
+	for (const char *run = s;; s++) {
+		if (*s == '"' || *s == '\\' || !*s) {
+			sr_buf_put(b, run, (size_t)(s - run));
+			if (!*s)
+				break;
+			sr_buf_putc(b, '\\');
+			sr_buf_putc(b, *s);
+			run = s + 1;
+		}
+	}
+	sr_buf_putc(b, '"');
+}
+
+static void arr_addf(sr_buf *b, long long v)
+{
+	char num[24];
+
+	snprintf(num, sizeof num, "%lld", v);
+	arr_add(b, num);
+}
+
+static const char *arr_end(sr_buf *b)
+{
+	sr_buf_puts(b, b->len ? "}" : "{}");
+	return b->oom ? NULL : b->p;
+}
+
+/* ---- batch state ---- */
+
+struct rec {
+	const char *model, *record_id;
+	const struct sm_model *sm;
+	char owner[SR_UUID_LEN + 1];
+	int existed, init_deleted;
+	const char *init_hlc, *init_data; /* borrowed from the records query */
+	int deleted, changed;
+	const char *hlc, *data; /* borrowed from the query or the batch */
+};
+
+struct scope {
+	const char *model, *owner;
+	long long count;
+	uint64_t hash;
+	const char *watermark;
+};
+
+struct bucket {
+	int scope;
+	unsigned bucket;
+	long long count;
+	uint64_t hash;
+};
+
+struct batch {
+	sr_change *ch;
+	int n;
+	char *dup; /* 1 when change i is a duplicate */
+	int ndup;
+	struct rec *recs;
+	int nrecs;
+	struct kmap rec_ix;
+	char *rec_keys;  /* "model\0record_id\0" per rec, RK bytes each */
+	int *rec_of;     /* change -> rec */
+	struct scope *scopes;
+	int nscopes;
+	struct bucket *buckets;
+	int nbuckets;
+};
+
+#define RK (SR_MODEL_MAX + 1 + SR_UUID_LEN + 1)
+
+static void batch_free(struct batch *b)
+{
+	int i;
+
+	for (i = 0; i < b->n; i++)
+		sr_change_clear(&b->ch[i]);
+	free(b->ch);
+	free(b->dup);
+	free(b->recs);
+	free(b->rec_keys);
+	free(b->rec_of);
+	free(b->scopes);
+	free(b->buckets);
+	kmap_free(&b->rec_ix);
+}
+
+static json_t *index_extra(int i)
+{
+	return json_pack("{s:i}", "index", i);
+}
+
+/* Parses and checks what needs no database: 400, 403 foreign-hlc, 422 clock-skew. */
+static int batch_parse(struct batch *b, const json_t *body, const char *dev, struct reply *out)
+{
+	const json_t *arr = json_object_get(body, "changes");
+	int64_t now = now_unix_ms();
+	char err[256];
+	int i;
+
+	if (!json_is_array(arr)) {
+		reply_problem(out, 400, "bad-request", "the body needs a \"changes\" array");
+		return -1;
+	}
+	if ((int64_t)json_array_size(arr) > cfg.max_batch) {
+		reply_problem(out, 413, "too-large", "a batch holds at most %lld changes, this one %zu",
+			      (long long)cfg.max_batch, json_array_size(arr));
+		return -1;
+	}
+	b->n = (int)json_array_size(arr);
+	b->ch = calloc((size_t)b->n + 1, sizeof *b->ch);
+	b->dup = calloc((size_t)b->n + 1, 1);
+	b->rec_of = calloc((size_t)b->n + 1, sizeof *b->rec_of);
+	if (!b->ch || !b->dup || !b->rec_of) {
+		reply_problem(out, 500, "internal", "out of memory");
+		return -1;
+	}
+	for (i = 0; i < b->n; i++) {
+		sr_hlc h;
+
+		if (sr_change_parse(&b->ch[i], json_array_get(arr, (size_t)i), err, sizeof err)) {
+			reply_problem_x(out, 400, "bad-request", index_extra(i), "change %d: %s", i, err);
+			return -1;
+		}
+		sr_hlc_parse(&h, b->ch[i].hlc, SR_HLC_LEN);
+		if (strcmp(h.device, dev)) {
+			reply_problem_x(out, 403, "foreign-hlc", index_extra(i),
+					"change %d: its HLC names device %s, not the pushing device", i,
+					h.device);
+			return -1;
+		}
+		if (h.ms > (uint64_t)(now + cfg.max_skew_ms)) {
+			json_t *x = json_pack("{s:i, s:I}", "index", i, "relay_time", (json_int_t)now);
+			reply_problem_x(out, 422, "clock-skew", x,
+					"change %d: its HLC is %lld ms ahead of the relay clock (limit %lld)",
+					i, (long long)(h.ms - (uint64_t)now), (long long)cfg.max_skew_ms);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int same_content(const sr_change *c, const char *model, const char *rid, int op,
+			const char *data)
+{
+	return !strcmp(c->model, model) && !strcmp(c->record_id, rid) && (int)c->op == op &&
+	       ((!c->data && !data) || (c->data && data && !strcmp(c->data, data)));
+}
+
+static int cmp_hlc_ix(const void *a, const void *b, void *arg)
+{
+	const sr_change *ch = arg;
+	int r = strcmp(ch[*(const int *)a].hlc, ch[*(const int *)b].hlc);
+
+	return r ? r : *(const int *)a - *(const int *)b;
+}
+
+/* Marks duplicates inside the batch and against the log; 409 on a conflicting HLC. */
+static int batch_dups(struct batch *b, PGconn *c, const char *lib, struct reply *out)
+{
+	sr_buf hl = {0};
+	PGresult *res = NULL;
+	int *ix = calloc((size_t)b->n + 1, sizeof *ix);
+	int i, rc = -1;
+	struct kmap m = {0};
+
+	if (!ix || kmap_init(&m, (size_t)b->n)) {
+		reply_problem(out, 500, "internal", "out of memory");
+		goto cleanup;
+	}
+	for (i = 0; i < b->n; i++)
+		ix[i] = i;
+	qsort_r(ix, (size_t)b->n, sizeof *ix, cmp_hlc_ix, b->ch);
+	for (i = 1; i < b->n; i++) {
+		const sr_change *p = &b->ch[ix[i - 1]], *q = &b->ch[ix[i]];
+		if (strcmp(p->hlc, q->hlc))
+			continue;
+		if (!same_content(p, q->model, q->record_id, (int)q->op, q->data)) {
+			reply_problem_x(out, 409, "hlc-conflict", index_extra(ix[i]),
+					"change %d repeats the HLC of change %d with other content", ix[i],
+					ix[i - 1]);
+			goto cleanup;
+		}
+		b->dup[ix[i]] = 1;
+	}
+	for (i = 0; i < b->n; i++) {
+		size_t s = kmap_slot(&m, b->ch[i].hlc, SR_HLC_LEN);
+		if (!m.keys[s]) {
+			m.keys[s] = b->ch[i].hlc;
+			m.vals[s] = i;
+		}
+		arr_add(&hl, b->ch[i].hlc);
+	}
+	{
+		const char *params[2] = {lib, arr_end(&hl)};
+		res = db_exec(c, ST_PUSH_DUPS, params);
+	}
+	if (!db_ok(res)) {
+		db_problem(out, c, res);
+		goto cleanup;
+	}
+	for (i = 0; i < PQntuples(res); i++) {
+		const char *hlc = PQgetvalue(res, i, 0);
+		size_t s = kmap_slot(&m, hlc, SR_HLC_LEN);
+		int first = m.keys[s] ? m.vals[s] : -1;
+		int j;
+
+		if (first < 0)
+			continue;
+		if (!same_content(&b->ch[first], PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+				  atoi(PQgetvalue(res, i, 3)),
+				  PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4))) {
+			reply_problem_x(out, 409, "hlc-conflict", index_extra(first),
+					"change %d: HLC %s was accepted before with other content", first, hlc);
+			goto cleanup;
+		}
+		for (j = first; j < b->n; j++)
+			if (!strcmp(b->ch[j].hlc, hlc))
+				b->dup[j] = 1;
+	}
+	for (i = 0; i < b->n; i++)
+		b->ndup += b->dup[i];
+	rc = 0;
+cleanup:
+	PQclear(res);
+	sr_buf_free(&hl);
+	kmap_free(&m);
+	free(ix);
+	return rc;
+}
+
+/* Groups new changes by record and reads the records' current state. The result stays
+ * alive (the recs borrow from it) and is returned through *res_out. */
+static int batch_records(struct batch *b, PGconn *c, const char *lib, const struct sm_schema *sc,
+			 PGresult **res_out, struct reply *out)
+{
+	sr_buf models = {0}, ids = {0};
+	PGresult *res;
+	int i;
+
+	b->recs = calloc((size_t)b->n + 1, sizeof *b->recs);
+	b->rec_keys = calloc((size_t)b->n + 1, RK);
+	if (!b->recs || !b->rec_keys || kmap_init(&b->rec_ix, (size_t)b->n)) {
+		reply_problem(out, 500, "internal", "out of memory");
+		return -1;
+	}
+	for (i = 0; i < b->n; i++) {
+		sr_change *ch = &b->ch[i];
+		char *key = b->rec_keys + (size_t)b->nrecs * RK;
+		const struct sm_model *sm;
+		size_t s;
+
+		b->rec_of[i] = -1;
+		if (b->dup[i])
+			continue;
+		sm = sm_find(sc, ch->model);
+		if (!sm) {
+			reply_problem_x(out, 422, "unknown-model", index_extra(i),
+					"change %d: model \"%s\" is not in the library schema", i, ch->model);
+			return -1;
+		}
+		memset(key, 0, RK);
+		memcpy(key, ch->model, strlen(ch->model));
+		memcpy(key + SR_MODEL_MAX + 1, ch->record_id, SR_UUID_LEN);
+		s = kmap_slot(&b->rec_ix, key, RK);
+		if (!b->rec_ix.keys[s]) {
+			struct rec *r = &b->recs[b->nrecs];
+			r->model = ch->model;
+			r->record_id = ch->record_id;
+			r->sm = sm;
+			b->rec_ix.keys[s] = key;
+			b->rec_ix.vals[s] = b->nrecs++;
+			arr_add(&models, ch->model);
+			arr_add(&ids, ch->record_id);
+		}
+		b->rec_of[i] = b->rec_ix.vals[s];
+	}
+	{
+		const char *params[3] = {lib, arr_end(&models), arr_end(&ids)};
+		res = db_exec(c, ST_PUSH_CURRENT, params);
+	}
+	sr_buf_free(&models);
+	sr_buf_free(&ids);
+	*res_out = res;
+	if (!db_ok(res)) {
+		db_problem(out, c, res);
+		return -1;
+	}
+	for (i = 0; i < PQntuples(res); i++) {
+		char key[RK] = {0};
+		const char *m = PQgetvalue(res, i, 0), *id = PQgetvalue(res, i, 1);
+		size_t s;
+		struct rec *r;
+
+		memcpy(key, m, strlen(m) < SR_MODEL_MAX ? strlen(m) : SR_MODEL_MAX);
+		memcpy(key + SR_MODEL_MAX + 1, id, strlen(id) < SR_UUID_LEN ? strlen(id) : SR_UUID_LEN);
+		s = kmap_slot(&b->rec_ix, key, RK);
+		if (!b->rec_ix.keys[s])
+			continue;
+		r = &b->recs[b->rec_ix.vals[s]];
+		r->existed = 1;
+		snprintf(r->owner, sizeof r->owner, "%s", PQgetvalue(res, i, 2));
+		r->init_hlc = r->hlc = PQgetvalue(res, i, 3);
+		r->init_deleted = r->deleted = PQgetvalue(res, i, 4)[0] == 't';
+		r->init_data = r->data = PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5);
+	}
+	return 0;
+}
+
+static int scope_of(struct batch *b, const char *model, const char *owner)
+{
+	int i;
+
+	/* batches touch few scopes: a linear scan is cheaper than a map */
+	for (i = b->nscopes - 1; i >= 0; i--)
+		if (!strcmp(b->scopes[i].model, model) && !strcmp(b->scopes[i].owner, owner))
+			return i;
+	b->scopes[b->nscopes] = (struct scope){.model = model, .owner = owner};
+	return b->nscopes++;
+}
+
+static void bucket_add(struct batch *b, int scope, const char *rid, uint64_t h, int dcount)
+{
+	unsigned bk = sr_bucket(rid);
+	int i;
+
+	for (i = b->nbuckets - 1; i >= 0; i--)
+		if (b->buckets[i].scope == scope && b->buckets[i].bucket == bk)
+			break;
+	if (i < 0) {
+		i = b->nbuckets++;
+		b->buckets[i] = (struct bucket){.scope = scope, .bucket = bk};
+	}
+	b->buckets[i].count += dcount;
+	b->buckets[i].hash ^= h;
+	b->scopes[scope].count += dcount;
+	b->scopes[scope].hash ^= h;
+}
+
+/* Last-writer-wins over the batch, ownership, and the digest deltas. */
+static int batch_apply(struct batch *b, const char *dev, struct reply *out)
+{
+	int i;
+
+	b->scopes = calloc((size_t)b->nrecs + 1, sizeof *b->scopes);
+	b->buckets = calloc(2 * (size_t)b->nrecs + 1, sizeof *b->buckets);
+	if (!b->scopes || !b->buckets) {
+		reply_problem(out, 500, "internal", "out of memory");
+		return -1;
+	}
+	for (i = 0; i < b->n; i++) {
+		sr_change *ch = &b->ch[i];
+		struct rec *r;
+		int sc;
+
+		if (b->rec_of[i] < 0)
+			continue;
+		r = &b->recs[b->rec_of[i]];
+		if (!r->existed && !r->changed)
+			snprintf(r->owner, sizeof r->owner, "%s", r->sm->device_owned ? dev : "");
+		if (r->sm->device_owned && strcmp(r->owner, dev)) {
+			reply_problem_x(out, 409, "not-owner", index_extra(i),
+					"change %d: %s record %s belongs to device %s", i, ch->model,
+					ch->record_id, r->owner);
+			return -1;
+		}
+		sc = scope_of(b, r->model, r->owner);
+		if (!b->scopes[sc].watermark || strcmp(ch->hlc, b->scopes[sc].watermark) > 0)
+			b->scopes[sc].watermark = ch->hlc;
+		if ((!r->existed && !r->changed) || strcmp(ch->hlc, r->hlc) > 0) {
+			r->hlc = ch->hlc;
+			r->deleted = ch->op == SR_OP_DELETE;
+			r->data = ch->data;
+			r->changed = 1;
+		}
+	}
+	for (i = 0; i < b->nrecs; i++) {
+		struct rec *r = &b->recs[i];
+		int sc;
+
+		if (!r->changed)
+			continue;
+		sc = scope_of(b, r->model, r->owner);
+		if (r->existed && !r->init_deleted)
+			bucket_add(b, sc, r->record_id,
+				   sr_record_hash(r->model, r->record_id, r->init_hlc, r->init_data), -1);
+		if (!r->deleted)
+			bucket_add(b, sc, r->record_id,
+				   sr_record_hash(r->model, r->record_id, r->hlc, r->data), +1);
+	}
+	return 0;
+}
+
+/* The writes: changes, records, digests, head. */
+static int batch_write(struct batch *b, PGconn *c, const char *lib, const char *dev,
+		       long long head, struct reply *out)
+{
+	sr_buf a[8] = {{0}};
+	char headtxt[24];
+	PGresult *res = NULL;
+	int i, rc = -1;
+
+	snprintf(headtxt, sizeof headtxt, "%lld", head);
+	for (i = 0; i < b->n; i++) {
+		if (b->dup[i])
+			continue;
+		arr_add(&a[0], b->ch[i].hlc);
+		arr_add(&a[1], b->ch[i].model);
+		arr_add(&a[2], b->ch[i].record_id);
+		arr_addf(&a[3], b->ch[i].op);
+		arr_add(&a[4], b->ch[i].data);
+	}
+	{
+		const char *p[8] = {lib, headtxt, dev, arr_end(&a[0]), arr_end(&a[1]), arr_end(&a[2]),
+				    arr_end(&a[3]), arr_end(&a[4])};
+		res = db_exec(c, ST_PUSH_CHANGES, p);
+	}
+	if (!db_ok(res))
+		goto fail;
+	PQclear(res);
+	for (i = 0; i < 8; i++)
+		sr_buf_free(&a[i]);
+
+	for (i = 0; i < b->nrecs; i++) {
+		struct rec *r = &b->recs[i];
+		if (!r->changed)
+			continue;
+		arr_add(&a[0], r->model);
+		arr_add(&a[1], r->record_id);
+		arr_add(&a[2], r->owner);
+		arr_addf(&a[3], sr_bucket(r->record_id));
+		arr_add(&a[4], r->hlc);
+		arr_add(&a[5], r->deleted ? "t" : "f");
+		arr_add(&a[6], r->deleted ? NULL : r->data);
+	}
+	{
+		const char *p[8] = {lib, arr_end(&a[0]), arr_end(&a[1]), arr_end(&a[2]), arr_end(&a[3]),
+				    arr_end(&a[4]), arr_end(&a[5]), arr_end(&a[6])};
+		res = db_exec(c, ST_PUSH_RECORDS, p);
+	}
+	if (!db_ok(res))
+		goto fail;
+	PQclear(res);
+	for (i = 0; i < 8; i++)
+		sr_buf_free(&a[i]);
+
+	for (i = 0; i < b->nscopes; i++) {
+		arr_add(&a[0], b->scopes[i].model);
+		arr_add(&a[1], b->scopes[i].owner);
+		arr_addf(&a[2], b->scopes[i].count);
+		arr_addf(&a[3], (long long)b->scopes[i].hash);
+		arr_add(&a[4], b->scopes[i].watermark);
+	}
+	{
+		const char *p[6] = {lib, arr_end(&a[0]), arr_end(&a[1]), arr_end(&a[2]), arr_end(&a[3]),
+				    arr_end(&a[4])};
+		res = db_exec(c, ST_PUSH_SCOPES, p);
+	}
+	if (!db_ok(res))
+		goto fail;
+	PQclear(res);
+	for (i = 0; i < 8; i++)
+		sr_buf_free(&a[i]);
+
+	for (i = 0; i < b->nbuckets; i++) {
+		arr_add(&a[0], b->scopes[b->buckets[i].scope].model);
+		arr_add(&a[1], b->scopes[b->buckets[i].scope].owner);
+		arr_addf(&a[2], b->buckets[i].bucket);
+		arr_addf(&a[3], b->buckets[i].count);
+		arr_addf(&a[4], (long long)b->buckets[i].hash);
+	}
+	{
+		const char *p[6] = {lib, arr_end(&a[0]), arr_end(&a[1]), arr_end(&a[2]), arr_end(&a[3]),
+				    arr_end(&a[4])};
+		res = db_exec(c, ST_PUSH_BUCKETS, p);
+	}
+	if (!db_ok(res))
+		goto fail;
+	PQclear(res);
+	res = NULL;
+	rc = 0;
+	goto cleanup;
+fail:
+	db_problem(out, c, res);
+cleanup:
+	PQclear(res);
+	for (i = 0; i < 8; i++)
+		sr_buf_free(&a[i]);
+	return rc;
+}
+
+void push_run(const char *lib, const char *dev, const json_t *body, struct reply *out)
+{
+	struct batch b = {0};
+	struct library l = {0};
+	PGconn *c = NULL;
+	PGresult *cur = NULL, *res = NULL;
+	long long head = 0;
+	int accepted;
+
+	if (batch_parse(&b, body, dev, out))
+		goto cleanup;
+	c = db_acquire();
+	if (!c) {
+		db_problem(out, NULL, NULL);
+		goto cleanup;
+	}
+	if (db_begin(c)) {
+		db_problem(out, c, NULL);
+		goto cleanup;
+	}
+	if (library_load(c, lib, 1, &l, out))
+		goto cleanup;
+	head = l.head;
+	if (b.n == 0 || batch_dups(&b, c, lib, out))
+		goto reply_or_cleanup;
+	accepted = b.n - b.ndup;
+	if (accepted > 0) {
+		if (batch_records(&b, c, lib, &l.schema, &cur, out) || batch_apply(&b, dev, out) ||
+		    batch_write(&b, c, lib, dev, head, out))
+			goto cleanup;
+		head += accepted;
+		{
+			char h[24];
+			const char *p[2] = {lib, h};
+			snprintf(h, sizeof h, "%lld", head);
+			res = db_exec(c, ST_PUSH_HEAD, p);
+		}
+		if (!db_ok(res)) {
+			db_problem(out, c, res);
+			goto cleanup;
+		}
+	}
+	if (db_commit(c)) {
+		db_problem(out, c, NULL);
+		goto cleanup;
+	}
+	metrics_push(accepted, b.ndup);
+	reply_json(out, 200, json_pack("{s:i, s:i, s:I}", "accepted", accepted, "duplicates", b.ndup,
+				       "head", (json_int_t)head));
+	goto cleanup;
+reply_or_cleanup:
+	if (b.n == 0 && !out->body)
+		reply_json(out, 200, json_pack("{s:i, s:i, s:I}", "accepted", 0, "duplicates", 0, "head",
+					       (json_int_t)head));
+cleanup:
+	PQclear(cur);
+	PQclear(res);
+	db_release(c); /* rolls back anything left open */
+	library_free(&l);
+	batch_free(&b);
+}

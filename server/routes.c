@@ -1,0 +1,103 @@
+/* The route table and path matching. */
+#include "routes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "handlers.h"
+
+#define ADM AUTH_ADMIN
+#define DEV AUTH_DEVICE
+#define JOIN AUTH_JOIN
+
+const struct route routes[] = {
+	{"POST", "/v1/libraries", h_library_create, ADM, "library_create"},
+	{"GET", "/v1/libraries/{lib}", h_library_get, DEV | ADM, "library_get"},
+	{"POST", "/v1/libraries/{lib}/devices", h_device_enroll, JOIN | ADM, "device_enroll"},
+	{"GET", "/v1/libraries/{lib}/devices", h_device_list, DEV | ADM, "device_list"},
+	{"DELETE", "/v1/libraries/{lib}/devices/{dev}", h_device_revoke, DEV | ADM, "device_revoke"},
+	{"PUT", "/v1/libraries/{lib}/schema", h_schema_put, DEV | ADM, "schema_put"},
+	{"GET", "/v1/libraries/{lib}/schema", h_schema_get, DEV | ADM, "schema_get"},
+	{"POST", "/v1/libraries/{lib}/changes", h_changes_push, DEV, "push"},
+	{"GET", "/v1/libraries/{lib}/changes", h_changes_pull, DEV, "pull"},
+	{"POST", "/v1/libraries/{lib}/ack", h_ack, DEV, "ack"},
+	{"GET", "/v1/libraries/{lib}/records", h_records, DEV, "records"},
+	{"GET", "/v1/libraries/{lib}/digest", h_digest, DEV, "digest"},
+	{"GET", "/v1/libraries/{lib}/digest/buckets", h_digest_buckets, DEV, "digest_buckets"},
+	{"GET", "/healthz", h_healthz, AUTH_NONE, "healthz"},
+	{"GET", "/readyz", h_readyz, AUTH_NONE, "readyz"},
+	{"GET", "/metrics", h_metrics, AUTH_NONE, "metrics"},
+};
+const int routes_count = (int)(sizeof routes / sizeof routes[0]);
+
+/* Matches one pattern against path. Returns 1 on match, 0 on none, -1 when the shape
+ * matches but a {lib}/{dev} segment is not a canonical UUID. */
+static int match_pattern(const char *pat, const char *path, char *lib, char *dev)
+{
+	int bad = 0;
+
+	while (*pat && *path) {
+		if (*pat != '/' || *path != '/')
+			return 0;
+		pat++;
+		path++;
+		const char *pe = strchr(pat, '/'), *se = strchr(path, '/');
+		size_t pl = pe ? (size_t)(pe - pat) : strlen(pat);
+		size_t sl = se ? (size_t)(se - path) : strlen(path);
+
+		if (pat[0] == '{') {
+			char *dst = !strncmp(pat, "{lib}", 5) ? lib : dev;
+			if (sl == 0)
+				return 0;
+			if (!sr_uuid_valid(path, sl)) {
+				bad = 1;
+			} else {
+				memcpy(dst, path, sl);
+				dst[sl] = '\0';
+			}
+		} else if (pl != sl || strncmp(pat, path, pl)) {
+			return 0;
+		}
+		pat += pl;
+		path += sl;
+	}
+	if (*pat || (*path && strcmp(path, "/")))
+		return 0;
+	return bad ? -1 : 1;
+}
+
+enum route_match routes_match(struct req *r, const char *method, const char *path,
+			      const char **allow)
+{
+	static __thread char allow_buf[64];
+	int i, shape = 0, bad_id = 0;
+
+	allow_buf[0] = '\0';
+	for (i = 0; i < routes_count; i++) {
+		int m = match_pattern(routes[i].pattern, path, r->lib, r->dev);
+
+		if (m == 0)
+			continue;
+		shape = 1;
+		if (strcmp(routes[i].method, method)) {
+			size_t n = strlen(allow_buf);
+			snprintf(allow_buf + n, sizeof allow_buf - n, "%s%s", n ? ", " : "",
+				 routes[i].method);
+			continue;
+		}
+		if (m < 0) {
+			bad_id = 1;
+			continue;
+		}
+		r->route = &routes[i];
+		r->route_index = i;
+		return ROUTE_FOUND;
+	}
+	if (bad_id)
+		return ROUTE_BAD_ID;
+	if (shape) {
+		*allow = allow_buf;
+		return ROUTE_BAD_METHOD;
+	}
+	return ROUTE_NOT_FOUND;
+}

@@ -1,0 +1,25 @@
+/* The route table: method, path pattern, handler, who may call, and the metric label. */
+#ifndef SR_ROUTES_H
+#define SR_ROUTES_H
+
+#include "http.h"
+
+struct route {
+	const char *method;
+	const char *pattern; /* segments; {lib} and {dev} capture canonical UUIDs */
+	handler_fn handler;
+	int auth; /* mask of enum auth_kind; AUTH_NONE for open routes */
+	const char *name;
+};
+
+extern const struct route routes[];
+extern const int routes_count;
+
+enum route_match { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD, ROUTE_BAD_ID };
+
+/* Matches path and method; on ROUTE_FOUND fills r->route, r->lib, r->dev. On
+ * ROUTE_BAD_METHOD, *allow names the methods the path takes (static storage). */
+enum route_match routes_match(struct req *r, const char *method, const char *path,
+			      const char **allow);
+
+#endif
