@@ -137,8 +137,8 @@ static int dispatch(struct req *r, struct reply *rep)
 			      (long long)cfg.max_body_bytes);
 		return HANDLER_DONE;
 	}
-	/* authentication runs once: a resumed long-poll keeps what it found */
-	if (!r->poll_state && r->route->auth != AUTH_NONE && auth_check(r, rep))
+	/* a resumed long-poll is authenticated again: a revocation while it was held counts */
+	if (r->route->auth != AUTH_NONE && auth_check(r, rep))
 		return HANDLER_DONE;
 	return r->route->handler(r, rep);
 }

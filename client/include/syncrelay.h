@@ -1,0 +1,99 @@
+/*
+ * libsyncrelay: the device side of syncrelay.
+ *
+ * A client is one device's replica (a store) plus its link to the relay. Local writes are
+ * stamped with a hybrid logical clock and queued in an outbox in the same local transaction;
+ * sync pushes the outbox, pulls the relay's changes and applies them last-writer-wins.
+ *
+ * Conventions: every call returns 0 (SR_OK) or a negative sr_err; sr_client_errmsg() then
+ * says why in one line (a relay problem keeps its code, e.g. "relay refused: hlc-conflict: …").
+ * Strings passed in are copied. Strings returned through `char **out` are the caller's to
+ * free(). Handles are released with their _free, which accepts NULL.
+ */
+#ifndef SYNCRELAY_H
+#define SYNCRELAY_H
+
+#include <stdint.h>
+
+#include "syncrelay_codec.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error codes: their numbers never change. */
+typedef enum sr_err {
+	SR_OK = 0,
+	SR_EINVAL = -1,     /* bad argument (malformed id, JSON, model name) */
+	SR_ENOTFOUND = -2,  /* no such record (or it is deleted) */
+	SR_ESTORE = -3,     /* the local store failed */
+	SR_ENETWORK = -4,   /* the relay could not be reached (after retries) */
+	SR_ERELAY = -5,     /* the relay refused the request (see errmsg for its code) */
+	SR_ESTATE = -6,     /* not enrolled, or already enrolled */
+	SR_ENOMEM = -7,
+	SR_EUNKNOWNMODEL = -8, /* the model is not in the library schema */
+	SR_EMISMATCH = -9   /* verify found scopes that do not match */
+} sr_err;
+
+/* Fixed text for an error code. */
+const char *sr_strerror(int code);
+
+typedef struct sr_client sr_client;
+
+/* Opens (creating when missing) the store at path; ":memory:" gives an in-memory store.
+ * *out is the caller's: release with sr_client_free(). */
+int sr_client_open(sr_client **out, const char *path);
+void sr_client_free(sr_client *c);
+/* The last error message on this handle; borrowed, valid until the next call. */
+const char *sr_client_errmsg(const sr_client *c);
+
+/* Called when a pending reference resolves: record (model, record_id).field now points at a
+ * present record. Also called with resolved == 0 when a reference is left pending. */
+typedef void (*sr_link_fn)(void *arg, const char *model, const char *record_id, const char *field,
+			   const char *target_id, int resolved);
+void sr_client_on_link(sr_client *c, sr_link_fn fn, void *arg);
+/* Progress on stderr for long work (import, backfill, sync); off by default. */
+void sr_client_set_progress(sr_client *c, int on);
+
+/* Enrolls this store as device_id (NULL: a random UUID) into library at relay_url with a join
+ * token, keeps the device token and fetches the schema. */
+int sr_client_enroll(sr_client *c, const char *relay_url, const char *library_id,
+		     const char *join_token, const char *device_id, const char *name);
+
+/* Pushes a schema document {"models":[…]} to the relay and keeps the result locally. */
+int sr_client_schema_set(sr_client *c, const char *schema_json);
+/* The schema as kept locally: {"version":V,"models":[…],"order":[…]}. */
+int sr_client_schema_get(sr_client *c, char **out);
+
+/* Local writes: stamped, stored and queued for push in one local transaction. */
+int sr_client_put(sr_client *c, const char *model, const char *record_id, const char *data_json);
+int sr_client_delete(sr_client *c, const char *model, const char *record_id);
+/* The canonical text of a live record's data; SR_ENOTFOUND for absent or deleted. */
+int sr_client_get(sr_client *c, char **out, const char *model, const char *record_id);
+/* Bulk writes from JSON Lines {"record_id":…,"data":{…}}; *count gets the number written. */
+int sr_client_import(sr_client *c, const char *model, const char *jsonl_path, long *count);
+
+typedef struct sr_sync_opts {
+	int version;       /* SR_SYNC_OPTS_VERSION */
+	int watch;         /* keep long-polling until timeout_s passes */
+	double timeout_s;  /* with watch: how long; 0 = until stopped */
+	double verify_every_s; /* with watch: verify and repair this often (default 60) */
+	volatile int *stop;    /* optional: set non-zero to stop a watch */
+} sr_sync_opts;
+#define SR_SYNC_OPTS_VERSION 1
+#define SR_SYNC_OPTS_INIT {SR_SYNC_OPTS_VERSION, 0, 0, 60, NULL}
+
+/* Pushes the outbox, pulls to head (backfilling first when fresh) and applies. */
+int sr_client_sync(sr_client *c, const sr_sync_opts *opts);
+
+/* Status as JSON (PROTOCOL.md section 7 `status --json`). */
+int sr_client_status(sr_client *c, char **out);
+/* Compares local and relay digests; with repair, fetches mismatched buckets and heals them.
+ * *out gets the report (section 7 `verify --json`); returns SR_EMISMATCH when a scope still
+ * differs. */
+int sr_client_verify(sr_client *c, int repair, char **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

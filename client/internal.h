@@ -1,0 +1,55 @@
+/* libsyncrelay internals: the client handle and the helpers its modules share. */
+#ifndef SR_CLIENT_INTERNAL_H
+#define SR_CLIENT_INTERNAL_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "hlc.h"
+#include "schema_model.h"
+#include "store.h"
+#include "syncrelay.h"
+
+struct sr_client {
+	struct store *st;
+	char err[1024];
+	char relay[512];
+	char library[SR_UUID_LEN + 1];
+	char device[SR_UUID_LEN + 1];
+	char token[160];
+	int enrolled;
+	struct hlc_clock clk;
+	CURL *curl;
+	struct curl_slist *headers;
+	struct sm_schema schema;
+	int schema_version;
+	long last_status;       /* HTTP status of the last relay answer */
+	char last_code[64];     /* its problem code, if any */
+	sr_link_fn link_fn;
+	void *link_arg;
+	int progress;
+};
+
+/* Sets the handle's message and returns code. */
+int cerr(sr_client *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* One relay request with retries on network errors, 429 and 5xx (backoff with jitter), none
+ * on other 4xx. 2xx: 0 and *out (may be NULL) the parsed body. Otherwise SR_ENETWORK or
+ * SR_ERELAY with the problem code in the message and c->last_code. */
+int relay_call(sr_client *c, const char *method, const char *path, const char *body,
+	       long timeout_s, json_t **out);
+
+/* Loads the schema from the store's meta into c->schema. */
+int client_load_schema(sr_client *c);
+/* Fetches the schema from the relay and keeps it. */
+int client_fetch_schema(sr_client *c);
+/* Persists the clock (inside the caller's transaction). */
+int client_save_clock(sr_client *c);
+
+/* Applies one record state last-writer-wins with its references; inside a transaction.
+ * force: replace even when the HLC is not newer (repair). Returns 1 applied, 0 kept, <0 error. */
+int client_apply(sr_client *c, const struct srec *r, int force);
+
+void progress(sr_client *c, const char *what, long done, long total);
+
+#endif

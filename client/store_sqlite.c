@@ -1,0 +1,403 @@
+/* The SQLite replica store: schema, cached prepared statements, WAL and busy timeout. */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	Q_META_GET, Q_META_SET, Q_REC_GET, Q_REC_PUT, Q_REC_DEL, Q_OUT_ADD, Q_OUT_PEEK, Q_OUT_DEL,
+	Q_OUT_COUNT, Q_PEND_CLEAR, Q_PEND_ADD, Q_PEND_FIND, Q_PEND_DEL, Q_LIVE, Q_COUNT
+};
+
+static const char *const sqls[Q_COUNT] = {
+	[Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+	[Q_META_SET] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
+		       " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+	[Q_REC_GET] = "SELECT owner, hlc, deleted, data FROM records WHERE model = ?1 AND record_id = ?2",
+	[Q_REC_PUT] = "INSERT INTO records (model, record_id, owner, hlc, deleted, data)"
+		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (model, record_id) DO UPDATE"
+		      " SET owner = excluded.owner, hlc = excluded.hlc, deleted = excluded.deleted,"
+		      " data = excluded.data",
+	[Q_REC_DEL] = "DELETE FROM records WHERE model = ?1 AND record_id = ?2",
+	[Q_OUT_ADD] = "INSERT INTO outbox (hlc, model, record_id, op, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_OUT_PEEK] = "SELECT id, hlc, model, record_id, op, data FROM outbox ORDER BY id LIMIT ?1",
+	[Q_OUT_DEL] = "DELETE FROM outbox WHERE id <= ?1",
+	[Q_OUT_COUNT] = "SELECT count(*) FROM outbox",
+	[Q_PEND_CLEAR] = "DELETE FROM pending_refs WHERE model = ?1 AND record_id = ?2",
+	[Q_PEND_ADD] = "INSERT OR REPLACE INTO pending_refs (model, record_id, field, target_model, target_id)"
+		       " VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_PEND_FIND] = "SELECT model, record_id, field FROM pending_refs"
+			" WHERE target_model = ?1 AND target_id = ?2",
+	[Q_PEND_DEL] = "DELETE FROM pending_refs WHERE target_model = ?1 AND target_id = ?2",
+	[Q_LIVE] = "SELECT 1 FROM records WHERE model = ?1 AND record_id = ?2 AND deleted = 0",
+};
+
+static const char *const schema_sql =
+	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);"
+	"CREATE TABLE IF NOT EXISTS records (model TEXT NOT NULL, record_id TEXT NOT NULL,"
+	" owner TEXT NOT NULL, hlc TEXT NOT NULL, deleted INTEGER NOT NULL, data TEXT,"
+	" PRIMARY KEY (model, record_id));"
+	"CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, hlc TEXT NOT NULL,"
+	" model TEXT NOT NULL, record_id TEXT NOT NULL, op INTEGER NOT NULL, data TEXT);"
+	"CREATE TABLE IF NOT EXISTS pending_refs (model TEXT NOT NULL, record_id TEXT NOT NULL,"
+	" field TEXT NOT NULL, target_model TEXT NOT NULL, target_id TEXT NOT NULL,"
+	" PRIMARY KEY (model, record_id, field));"
+	"CREATE INDEX IF NOT EXISTS pending_target ON pending_refs (target_model, target_id);";
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *st[Q_COUNT];
+};
+
+const char *store_errmsg(struct store *s)
+{
+	return sqlite3_errmsg(s->db);
+}
+
+int store_open(struct store **out, const char *path, char *err, size_t errlen)
+{
+	struct store *s = calloc(1, sizeof *s);
+	char *msg = NULL;
+	int i;
+
+	*out = NULL;
+	if (!s)
+		return -1;
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+			    NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "could not open store \"%s\": %s", path,
+			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		store_close(s);
+		return -1;
+	}
+	/* several processes may share a store: readers never refused, writers wait their turn */
+	sqlite3_busy_timeout(s->db, 30000);
+	if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, &msg) ||
+	    sqlite3_exec(s->db, schema_sql, NULL, NULL, &msg)) {
+		snprintf(err, errlen, "could not prepare store \"%s\": %s", path, msg ? msg : "?");
+		sqlite3_free(msg);
+		store_close(s);
+		return -1;
+	}
+	for (i = 0; i < Q_COUNT; i++)
+		if (sqlite3_prepare_v3(s->db, sqls[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL)) {
+			snprintf(err, errlen, "could not prepare store statement: %s", sqlite3_errmsg(s->db));
+			store_close(s);
+			return -1;
+		}
+	*out = s;
+	return 0;
+}
+
+void store_close(struct store *s)
+{
+	int i;
+
+	if (!s)
+		return;
+	for (i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	sqlite3_close(s->db);
+	free(s);
+}
+
+static int exec(struct store *s, const char *sql)
+{
+	return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+int store_begin(struct store *s)
+{
+	return exec(s, "BEGIN IMMEDIATE");
+}
+
+int store_commit(struct store *s)
+{
+	return exec(s, "COMMIT");
+}
+
+void store_rollback(struct store *s)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		exec(s, "ROLLBACK");
+}
+
+/* Binds text parameters (NULL binds SQL NULL) to a cached statement after resetting it. */
+static sqlite3_stmt *bind(struct store *s, int q, int n, const char *const *p)
+{
+	sqlite3_stmt *st = s->st[q];
+	int i;
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	for (i = 0; i < n; i++)
+		if (p[i])
+			sqlite3_bind_text(st, i + 1, p[i], -1, SQLITE_STATIC);
+	return st;
+}
+
+static int run(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+}
+
+static char *dup_col(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t ? strdup((const char *)t) : NULL;
+}
+
+int store_meta_get(struct store *s, const char *key, char **out)
+{
+	const char *p[1] = {key};
+	sqlite3_stmt *st = bind(s, Q_META_GET, 1, p);
+	int rc = sqlite3_step(st);
+
+	*out = rc == SQLITE_ROW ? dup_col(st, 0) : NULL;
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_meta_set(struct store *s, const char *key, const char *value)
+{
+	const char *p[2] = {key, value};
+
+	return run(bind(s, Q_META_SET, 2, p));
+}
+
+int64_t store_meta_int(struct store *s, const char *key, int64_t def)
+{
+	char *v = NULL;
+	int64_t r = def;
+
+	if (store_meta_get(s, key, &v) == 0 && v)
+		r = strtoll(v, NULL, 10);
+	free(v);
+	return r;
+}
+
+int store_meta_set_int(struct store *s, const char *key, int64_t v)
+{
+	char num[24];
+
+	snprintf(num, sizeof num, "%lld", (long long)v);
+	return store_meta_set(s, key, num);
+}
+
+void srec_clear(struct srec *r)
+{
+	if (r) {
+		free(r->data);
+		r->data = NULL;
+	}
+}
+
+static void fill_rec(struct srec *r, sqlite3_stmt *st, int off)
+{
+	const unsigned char *t;
+
+	snprintf(r->owner, sizeof r->owner, "%s", (t = sqlite3_column_text(st, off)) ? (const char *)t : "");
+	snprintf(r->hlc, sizeof r->hlc, "%s", (t = sqlite3_column_text(st, off + 1)) ? (const char *)t : "");
+	r->deleted = sqlite3_column_int(st, off + 2);
+	r->data = dup_col(st, off + 3);
+}
+
+int store_record_get(struct store *s, const char *model, const char *record_id, struct srec *out)
+{
+	const char *p[2] = {model, record_id};
+	sqlite3_stmt *st = bind(s, Q_REC_GET, 2, p);
+	int rc = sqlite3_step(st), found = 0;
+
+	memset(out, 0, sizeof *out);
+	if (rc == SQLITE_ROW) {
+		snprintf(out->model, sizeof out->model, "%s", model);
+		snprintf(out->record_id, sizeof out->record_id, "%s", record_id);
+		fill_rec(out, st, 0);
+		found = 1;
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : -1;
+}
+
+int store_record_put(struct store *s, const struct srec *r)
+{
+	const char *p[6] = {r->model, r->record_id, r->owner, r->hlc, r->deleted ? "1" : "0", r->data};
+
+	return run(bind(s, Q_REC_PUT, 6, p));
+}
+
+int store_record_remove(struct store *s, const char *model, const char *record_id)
+{
+	const char *p[2] = {model, record_id};
+
+	return run(bind(s, Q_REC_DEL, 2, p));
+}
+
+int store_records_each(struct store *s, const char *model, const char *owner, int bucket,
+		       int (*fn)(void *arg, const struct srec *r), void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(s->db,
+				"SELECT model, record_id, owner, hlc, deleted, data FROM records"
+				" WHERE (?1 IS NULL OR model = ?1) AND (?2 IS NULL OR owner = ?2)"
+				" ORDER BY model, record_id",
+				-1, &st, NULL);
+	if (rc)
+		return -1;
+	if (model)
+		sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
+	if (owner)
+		sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct srec r = {0};
+		const unsigned char *m = sqlite3_column_text(st, 0), *id = sqlite3_column_text(st, 1);
+
+		snprintf(r.model, sizeof r.model, "%s", m ? (const char *)m : "");
+		snprintf(r.record_id, sizeof r.record_id, "%s", id ? (const char *)id : "");
+		if (bucket >= 0 && (int)sr_bucket(r.record_id) != bucket)
+			continue;
+		fill_rec(&r, st, 2);
+		rc = fn(arg, &r);
+		srec_clear(&r);
+		if (rc) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_outbox_add(struct store *s, const char *hlc, const char *model, const char *record_id,
+		     int op, const char *data)
+{
+	const char *p[5] = {hlc, model, record_id, op ? "1" : "0", data};
+
+	return run(bind(s, Q_OUT_ADD, 5, p));
+}
+
+int store_outbox_peek(struct store *s, int limit, sr_change *ch, int *n, int64_t *max_id)
+{
+	sqlite3_stmt *st = s->st[Q_OUT_PEEK];
+	int rc;
+
+	sqlite3_reset(st);
+	sqlite3_bind_int(st, 1, limit);
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		sr_change *c = &ch[*n];
+		const unsigned char *t;
+
+		memset(c, 0, sizeof *c);
+		*max_id = sqlite3_column_int64(st, 0);
+		snprintf(c->hlc, sizeof c->hlc, "%s", (t = sqlite3_column_text(st, 1)) ? (const char *)t : "");
+		snprintf(c->model, sizeof c->model, "%s", (t = sqlite3_column_text(st, 2)) ? (const char *)t : "");
+		snprintf(c->record_id, sizeof c->record_id, "%s",
+			 (t = sqlite3_column_text(st, 3)) ? (const char *)t : "");
+		c->op = sqlite3_column_int(st, 4) ? SR_OP_DELETE : SR_OP_UPSERT;
+		c->data = dup_col(st, 5);
+		(*n)++;
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_outbox_remove_upto(struct store *s, int64_t max_id)
+{
+	sqlite3_stmt *st = s->st[Q_OUT_DEL];
+
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, max_id);
+	return run(st);
+}
+
+int64_t store_outbox_count(struct store *s)
+{
+	sqlite3_stmt *st = s->st[Q_OUT_COUNT];
+	int64_t n = -1;
+
+	sqlite3_reset(st);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return n;
+}
+
+int store_pending_clear(struct store *s, const char *model, const char *record_id)
+{
+	const char *p[2] = {model, record_id};
+
+	return run(bind(s, Q_PEND_CLEAR, 2, p));
+}
+
+int store_pending_add(struct store *s, const char *model, const char *record_id, const char *field,
+		      const char *target_model, const char *target_id)
+{
+	const char *p[5] = {model, record_id, field, target_model, target_id};
+
+	return run(bind(s, Q_PEND_ADD, 5, p));
+}
+
+int store_pending_resolve(struct store *s, const char *target_model, const char *target_id,
+			  void (*fn)(void *arg, const char *model, const char *record_id,
+				     const char *field, const char *target_id),
+			  void *arg)
+{
+	const char *p[2] = {target_model, target_id};
+	sqlite3_stmt *st = bind(s, Q_PEND_FIND, 2, p);
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (fn)
+			fn(arg, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+			   (const char *)sqlite3_column_text(st, 2), target_id);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return -1;
+	return run(bind(s, Q_PEND_DEL, 2, p));
+}
+
+int store_live(struct store *s, const char *model, const char *record_id)
+{
+	const char *p[2] = {model, record_id};
+	sqlite3_stmt *st = bind(s, Q_LIVE, 2, p);
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_query(struct store *s, const char *sql, const char *const *params, int nparams,
+		int (*fn)(void *arg, int ncol, const char *const *vals), void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	const char *vals[16];
+	int rc, i, ncol;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL))
+		return -1;
+	for (i = 0; i < nparams; i++)
+		if (params[i])
+			sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC);
+	ncol = sqlite3_column_count(st);
+	if (ncol > 16)
+		ncol = 16;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		for (i = 0; i < ncol; i++)
+			vals[i] = (const char *)sqlite3_column_text(st, i);
+		if (fn(arg, ncol, vals)) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}

@@ -1,0 +1,418 @@
+/* Sync: apply with references, push from the outbox, pull and apply, backfill, watch. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define PAGE 1000
+
+static void on_resolved(void *arg, const char *model, const char *record_id, const char *field,
+			const char *target)
+{
+	sr_client *c = arg;
+
+	if (c->link_fn)
+		c->link_fn(c->link_arg, model, record_id, field, target, 1);
+}
+
+int client_apply(sr_client *c, const struct srec *r, int force)
+{
+	const struct sm_model *m;
+	struct srec cur;
+	int found = store_record_get(c->st, r->model, r->record_id, &cur), k;
+
+	if (found < 0)
+		return -1;
+	if (found && !force && strcmp(r->hlc, cur.hlc) <= 0) {
+		srec_clear(&cur);
+		return 0; /* last writer wins: what we hold is as new or newer */
+	}
+	srec_clear(&cur);
+	if (store_record_put(c->st, r) || store_pending_clear(c->st, r->model, r->record_id))
+		return -1;
+	m = sm_find(&c->schema, r->model);
+	if (m && !r->deleted && m->nrefs && r->data) {
+		json_t *d = json_loads(r->data, 0, NULL);
+		for (k = 0; k < m->nrefs; k++) {
+			const char *t = json_string_value(json_object_get(d, m->refs[k].field));
+			int live;
+
+			if (!t)
+				continue;
+			live = store_live(c->st, m->refs[k].model, t);
+			if (live < 0) {
+				json_decref(d);
+				return -1;
+			}
+			/* the target is not here yet: keep the record, remember the link */
+			if (!live) {
+				if (store_pending_add(c->st, r->model, r->record_id, m->refs[k].field,
+						      m->refs[k].model, t)) {
+					json_decref(d);
+					return -1;
+				}
+				if (c->link_fn)
+					c->link_fn(c->link_arg, r->model, r->record_id, m->refs[k].field, t, 0);
+			}
+		}
+		json_decref(d);
+	}
+	if (!r->deleted && store_pending_resolve(c->st, r->model, r->record_id, on_resolved, c))
+		return -1;
+	return 1;
+}
+
+/* ---- push ---- */
+
+static int push_outbox(sr_client *c)
+{
+	sr_change *ch = calloc(PAGE, sizeof *ch);
+	char path[128];
+	long pushed = 0, total = (long)store_outbox_count(c->st);
+	int n, i, rc = 0;
+	int64_t max_id = 0;
+
+	if (!ch)
+		return cerr(c, SR_ENOMEM, "out of memory");
+	snprintf(path, sizeof path, "/v1/libraries/%s/changes", c->library);
+	while (!rc) {
+		sr_buf b = {0};
+
+		if (store_outbox_peek(c->st, PAGE, ch, &n, &max_id)) {
+			rc = cerr(c, SR_ESTORE, "could not read the outbox: %s", store_errmsg(c->st));
+			break;
+		}
+		if (n == 0)
+			break;
+		sr_buf_puts(&b, "{\"changes\":[");
+		for (i = 0; i < n; i++) {
+			if (i)
+				sr_buf_putc(&b, ',');
+			sr_change_write(&b, &ch[i]);
+			sr_change_clear(&ch[i]);
+		}
+		sr_buf_puts(&b, "]}");
+		if (b.oom) {
+			sr_buf_free(&b);
+			rc = cerr(c, SR_ENOMEM, "out of memory");
+			break;
+		}
+		/* a crash from here until the outbox rows are gone re-pushes them: the relay counts
+		 * the repeats as duplicates */
+		rc = relay_call(c, "POST", path, b.p, 120, NULL);
+		sr_buf_free(&b);
+		if (!rc && store_outbox_remove_upto(c->st, max_id))
+			rc = cerr(c, SR_ESTORE, "could not clear the outbox: %s", store_errmsg(c->st));
+		pushed += n;
+		if (total > PAGE)
+			progress(c, "push", pushed < total ? pushed : total, total);
+	}
+	free(ch);
+	return rc;
+}
+
+/* ---- backfill ---- */
+
+static int record_from_json(struct srec *r, const json_t *j)
+{
+	const char *m = json_string_value(json_object_get(j, "model"));
+	const char *id = json_string_value(json_object_get(j, "record_id"));
+	const char *o = json_string_value(json_object_get(j, "owner"));
+	const char *h = json_string_value(json_object_get(j, "hlc"));
+	const json_t *d = json_object_get(j, "data");
+
+	memset(r, 0, sizeof *r);
+	if (!sr_model_name_valid(m) || !id || !sr_uuid_valid(id, strlen(id)) || !h ||
+	    sr_hlc_parse(NULL, h, strlen(h)))
+		return -1;
+	snprintf(r->model, sizeof r->model, "%s", m);
+	snprintf(r->record_id, sizeof r->record_id, "%s", id);
+	snprintf(r->owner, sizeof r->owner, "%s", o ? o : "");
+	memcpy(r->hlc, h, SR_HLC_LEN + 1);
+	r->deleted = json_is_true(json_object_get(j, "deleted"));
+	r->data = r->deleted || !json_is_object(d) ? NULL : sr_canonical(d);
+	return 0;
+}
+
+/* Applies one records page in one transaction, saving where the backfill stands. */
+static int backfill_page(sr_client *c, json_t *page, int model_ix, const char *next_after, long *done)
+{
+	json_t *recs = json_object_get(page, "records");
+	size_t i;
+
+	if (store_begin(c->st))
+		return cerr(c, SR_ESTORE, "could not begin: %s", store_errmsg(c->st));
+	for (i = 0; i < json_array_size(recs); i++) {
+		struct srec r;
+		sr_hlc h;
+
+		if (record_from_json(&r, json_array_get(recs, i))) {
+			store_rollback(c->st);
+			return cerr(c, SR_ERELAY, "the relay sent a malformed record");
+		}
+		sr_hlc_parse(&h, r.hlc, SR_HLC_LEN);
+		hlc_recv(&c->clk, hlc_wall_ms(), &h);
+		if (client_apply(c, &r, 0) < 0) {
+			srec_clear(&r);
+			store_rollback(c->st);
+			return cerr(c, SR_ESTORE, "could not apply: %s", store_errmsg(c->st));
+		}
+		srec_clear(&r);
+	}
+	*done += (long)json_array_size(recs);
+	if (store_meta_set_int(c->st, "bf_model", model_ix) ||
+	    store_meta_set(c->st, "bf_after", next_after ? next_after : "") || client_save_clock(c) ||
+	    store_commit(c->st)) {
+		store_rollback(c->st);
+		return cerr(c, SR_ESTORE, "could not save backfill progress: %s", store_errmsg(c->st));
+	}
+	return 0;
+}
+
+static int backfill(sr_client *c)
+{
+	char path[512], *after = NULL;
+	int *order = NULL, i, rc = 0, start;
+	long long h0 = store_meta_int(c->st, "bf_head", -1);
+	long done = 0;
+	json_t *j = NULL;
+	char err[256];
+
+	if ((rc = client_fetch_schema(c)))
+		return rc;
+	if (h0 < 0) {
+		snprintf(path, sizeof path, "/v1/libraries/%s", c->library);
+		if ((rc = relay_call(c, "GET", path, NULL, 60, &j)))
+			return rc;
+		h0 = json_integer_value(json_object_get(j, "head"));
+		json_decref(j);
+		if (store_begin(c->st) || store_meta_set_int(c->st, "bf_head", h0) ||
+		    store_meta_set_int(c->st, "bf_model", 0) || store_meta_set(c->st, "bf_after", "") ||
+		    store_meta_set(c->st, "state", "backfilling") || store_commit(c->st)) {
+			store_rollback(c->st);
+			return cerr(c, SR_ESTORE, "could not start the backfill: %s", store_errmsg(c->st));
+		}
+	}
+	order = calloc((size_t)c->schema.n + 1, sizeof *order);
+	if (!order)
+		return cerr(c, SR_ENOMEM, "out of memory");
+	if (sm_order(&c->schema, order, err, sizeof err)) {
+		free(order);
+		return cerr(c, SR_ERELAY, "the library schema cannot be ordered: %s", err);
+	}
+	start = (int)store_meta_int(c->st, "bf_model", 0);
+	store_meta_get(c->st, "bf_after", &after);
+	for (i = start; i < c->schema.n && !rc; i++) {
+		const char *model = c->schema.models[order[i]].name;
+		for (;;) {
+			const char *next;
+
+			snprintf(path, sizeof path, "/v1/libraries/%s/records?model=%s&include_deleted=1&limit=%d&after=%s",
+				 c->library, model, PAGE, i == start && after ? after : "");
+			if ((rc = relay_call(c, "GET", path, NULL, 120, &j)))
+				break;
+			next = json_string_value(json_object_get(j, "next_after"));
+			/* the next model starts from its beginning */
+			rc = next ? backfill_page(c, j, i, next, &done) : backfill_page(c, j, i + 1, NULL, &done);
+			free(after);
+			after = next ? strdup(next) : NULL;
+			json_decref(j);
+			j = NULL;
+			progress(c, "backfill", done, -1);
+			if (rc || !after)
+				break;
+		}
+	}
+	free(after);
+	free(order);
+	if (rc)
+		return rc;
+	if (c->progress)
+		fputc('\n', stderr);
+	if (store_begin(c->st) || store_meta_set_int(c->st, "cursor", h0) ||
+	    store_meta_set(c->st, "state", "syncing") || store_meta_set(c->st, "bf_head", NULL) ||
+	    store_commit(c->st)) {
+		store_rollback(c->st);
+		return cerr(c, SR_ESTORE, "could not finish the backfill: %s", store_errmsg(c->st));
+	}
+	return 0;
+}
+
+/* ---- pull ---- */
+
+/* Applies one changes page and moves the cursor, in one transaction. */
+static int apply_page(sr_client *c, json_t *page)
+{
+	json_t *changes = json_object_get(page, "changes");
+	size_t i;
+	int rc = 0;
+
+	if (store_begin(c->st))
+		return cerr(c, SR_ESTORE, "could not begin: %s", store_errmsg(c->st));
+	for (i = 0; i < json_array_size(changes) && !rc; i++) {
+		sr_change ch;
+		struct srec r = {0};
+		const struct sm_model *m;
+		char err[200];
+		sr_hlc h;
+
+		if (sr_change_parse(&ch, json_array_get(changes, i), err, sizeof err)) {
+			rc = cerr(c, SR_ERELAY, "the relay sent a malformed change: %s", err);
+			break;
+		}
+		m = sm_find(&c->schema, ch.model);
+		if (!m) {
+			/* a model we do not know yet: fetch the schema, once, outside this page */
+			sr_change_clear(&ch);
+			store_rollback(c->st);
+			if ((rc = client_fetch_schema(c)))
+				return rc;
+			if (!sm_find(&c->schema, ch.model))
+				return cerr(c, SR_ERELAY, "the relay sent a change of unknown model \"%s\"", ch.model);
+			return apply_page(c, page);
+		}
+		sr_hlc_parse(&h, ch.hlc, SR_HLC_LEN);
+		hlc_recv(&c->clk, hlc_wall_ms(), &h);
+		snprintf(r.model, sizeof r.model, "%s", ch.model);
+		snprintf(r.record_id, sizeof r.record_id, "%s", ch.record_id);
+		/* a device_owned record belongs to its author, whom the HLC names */
+		snprintf(r.owner, sizeof r.owner, "%s", m->device_owned ? h.device : "");
+		memcpy(r.hlc, ch.hlc, sizeof r.hlc);
+		r.deleted = ch.op == SR_OP_DELETE;
+		r.data = ch.data;
+		if (client_apply(c, &r, 0) < 0)
+			rc = cerr(c, SR_ESTORE, "could not apply: %s", store_errmsg(c->st));
+		sr_change_clear(&ch);
+	}
+	if (!rc && (store_meta_set_int(c->st, "cursor", json_integer_value(json_object_get(page, "next"))) ||
+		    store_meta_set_int(c->st, "head", json_integer_value(json_object_get(page, "head"))) ||
+		    client_save_clock(c) || store_commit(c->st)))
+		rc = cerr(c, SR_ESTORE, "could not save the page: %s", store_errmsg(c->st));
+	if (rc)
+		store_rollback(c->st);
+	return rc;
+}
+
+static int pull_once(sr_client *c, long wait, int *more, long *applied)
+{
+	char path[256];
+	json_t *j = NULL;
+	int rc;
+
+	*more = 0;
+	snprintf(path, sizeof path, "/v1/libraries/%s/changes?since=%lld&limit=%d&wait=%ld", c->library,
+		 (long long)store_meta_int(c->st, "cursor", 0), PAGE, wait);
+	rc = relay_call(c, "GET", path, NULL, wait + 60, &j);
+	if (rc == SR_ERELAY && c->last_status == 410) {
+		/* compacted past our cursor: backfill again */
+		json_decref(j);
+		if (store_meta_set(c->st, "state", "fresh"))
+			return cerr(c, SR_ESTORE, "could not reset the state: %s", store_errmsg(c->st));
+		rc = backfill(c);
+		*more = 1;
+		return rc;
+	}
+	if (rc) {
+		json_decref(j);
+		return rc;
+	}
+	if (json_integer_value(json_object_get(j, "schema_version")) != c->schema_version &&
+	    (rc = client_fetch_schema(c))) {
+		json_decref(j);
+		return rc;
+	}
+	rc = apply_page(c, j);
+	*applied += (long)json_array_size(json_object_get(j, "changes"));
+	*more = json_is_true(json_object_get(j, "more"));
+	json_decref(j);
+	return rc;
+}
+
+static int ack(sr_client *c)
+{
+	char path[128], body[64];
+
+	snprintf(path, sizeof path, "/v1/libraries/%s/ack", c->library);
+	snprintf(body, sizeof body, "{\"seq\":%lld}", (long long)store_meta_int(c->st, "cursor", 0));
+	return relay_call(c, "POST", path, body, 60, NULL);
+}
+
+static int pull_to_head(sr_client *c)
+{
+	long applied = 0;
+	int more = 1, rc = 0;
+	char *state = NULL;
+
+	store_meta_get(c->st, "state", &state);
+	if (!state || strcmp(state, "syncing"))
+		rc = backfill(c);
+	free(state);
+	while (!rc && more) {
+		rc = pull_once(c, 0, &more, &applied);
+		if (applied > PAGE)
+			progress(c, "pull", applied, -1);
+	}
+	if (c->progress && applied > PAGE)
+		fputc('\n', stderr);
+	return rc ? rc : ack(c);
+}
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int sr_client_sync(sr_client *c, const sr_sync_opts *opts)
+{
+	sr_sync_opts def = SR_SYNC_OPTS_INIT;
+	double end, next_verify;
+	int rc;
+
+	if (!c->enrolled)
+		return cerr(c, SR_ESTATE, "this store is not enrolled (run enroll first)");
+	if (!opts)
+		opts = &def;
+	if ((rc = push_outbox(c)) || (rc = pull_to_head(c)) || !opts->watch)
+		return rc;
+	end = opts->timeout_s > 0 ? mono() + opts->timeout_s : 0;
+	next_verify = mono() + (opts->verify_every_s > 0 ? opts->verify_every_s : 60);
+	while (!(opts->stop && *opts->stop)) {
+		double left = end ? end - mono() : 25;
+		long wait = left > 25 ? 25 : (long)left;
+		long applied = 0;
+		int more = 0;
+
+		if (end && left <= 0)
+			break;
+		/* short holds so local writes from other processes are pushed soon */
+		if (wait > 2)
+			wait = 2;
+		if ((rc = push_outbox(c)) || (rc = pull_once(c, wait, &more, &applied)))
+			return rc;
+		if (!more && applied && (rc = ack(c)))
+			return rc;
+		if (mono() >= next_verify) {
+			char *report = NULL;
+			rc = sr_client_verify(c, 1, &report);
+			free(report);
+			if (rc && rc != SR_EMISMATCH)
+				return rc;
+			next_verify = mono() + (opts->verify_every_s > 0 ? opts->verify_every_s : 60);
+		}
+	}
+	return 0;
+}
+
+/* Exposed for verify: bring the replica to head first. */
+int client_sync_once(sr_client *c);
+int client_sync_once(sr_client *c)
+{
+	int rc = push_outbox(c);
+
+	return rc ? rc : pull_to_head(c);
+}

@@ -1,0 +1,331 @@
+/*
+ * Verify and repair. The replica's digests are computed from its rows themselves, so damage
+ * done behind the library's back shows; scopes are compared with the relay's, and with
+ * repair only the mismatched buckets' records are fetched and healed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+int client_sync_once(sr_client *c);
+
+struct dscope {
+	char model[SR_MODEL_MAX + 1];
+	char owner[SR_UUID_LEN + 1];
+	long long count;
+	uint64_t hash;
+	char watermark[SR_HLC_LEN + 1];
+	long long bcount[SR_BUCKETS];
+	uint64_t bhash[SR_BUCKETS];
+	/* relay side */
+	int on_relay;
+	long long rcount;
+	uint64_t rhash;
+	char rwatermark[SR_HLC_LEN + 1];
+};
+
+struct dset {
+	struct dscope *s;
+	int n, cap;
+};
+
+static struct dscope *scope_get(struct dset *d, const char *model, const char *owner)
+{
+	int i;
+
+	for (i = 0; i < d->n; i++)
+		if (!strcmp(d->s[i].model, model) && !strcmp(d->s[i].owner, owner))
+			return &d->s[i];
+	if (d->n == d->cap) {
+		int cap = d->cap ? 2 * d->cap : 8;
+		struct dscope *p = realloc(d->s, (size_t)cap * sizeof *p);
+		if (!p)
+			return NULL;
+		d->s = p;
+		d->cap = cap;
+	}
+	memset(&d->s[d->n], 0, sizeof d->s[d->n]);
+	snprintf(d->s[d->n].model, sizeof d->s[d->n].model, "%s", model);
+	snprintf(d->s[d->n].owner, sizeof d->s[d->n].owner, "%s", owner);
+	return &d->s[d->n++];
+}
+
+static int add_local(void *arg, const struct srec *r)
+{
+	struct dscope *s = scope_get(arg, r->model, r->owner);
+	unsigned b;
+	uint64_t h;
+
+	if (!s)
+		return -1;
+	if (strcmp(r->hlc, s->watermark) > 0)
+		memcpy(s->watermark, r->hlc, sizeof s->watermark);
+	if (r->deleted)
+		return 0;
+	h = sr_record_hash(r->model, r->record_id, r->hlc, r->data);
+	b = sr_bucket(r->record_id);
+	s->count++;
+	s->hash ^= h;
+	s->bcount[b]++;
+	s->bhash[b] ^= h;
+	return 0;
+}
+
+static int local_digests(sr_client *c, struct dset *d)
+{
+	d->n = 0;
+	if (store_records_each(c->st, NULL, NULL, -1, add_local, d))
+		return cerr(c, SR_ESTORE, "could not read the store: %s", store_errmsg(c->st));
+	return 0;
+}
+
+static int relay_digests(sr_client *c, struct dset *d)
+{
+	char path[128];
+	json_t *j = NULL, *scopes;
+	size_t i;
+	int rc;
+
+	snprintf(path, sizeof path, "/v1/libraries/%s/digest", c->library);
+	if ((rc = relay_call(c, "GET", path, NULL, 60, &j)))
+		return rc;
+	scopes = json_object_get(j, "scopes");
+	for (i = 0; i < json_array_size(scopes); i++) {
+		json_t *s = json_array_get(scopes, i);
+		const char *owner = json_string_value(json_object_get(s, "owner"));
+		const char *wm = json_string_value(json_object_get(s, "watermark"));
+		struct dscope *ds = scope_get(d, json_string_value(json_object_get(s, "model")), owner ? owner : "");
+
+		if (!ds) {
+			json_decref(j);
+			return cerr(c, SR_ENOMEM, "out of memory");
+		}
+		ds->on_relay = 1;
+		ds->rcount = json_integer_value(json_object_get(s, "count"));
+		sr_hash_parse(&ds->rhash, json_string_value(json_object_get(s, "hash")));
+		snprintf(ds->rwatermark, sizeof ds->rwatermark, "%s", wm ? wm : "");
+	}
+	json_decref(j);
+	return 0;
+}
+
+static int scope_matches(const struct dscope *s)
+{
+	return s->count == s->rcount && s->hash == s->rhash;
+}
+
+struct repair {
+	long fetched, replaced, removed;
+};
+
+struct idlist {
+	char (*ids)[SR_UUID_LEN + 1];
+	size_t n, cap;
+};
+
+static int idlist_has(const struct idlist *l, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (!strcmp(l->ids[i], id))
+			return 1;
+	return 0;
+}
+
+struct bucket_walk {
+	sr_client *c;
+	struct idlist *relay_ids;
+	struct idlist stale;
+};
+
+static int collect_stale(void *arg, const struct srec *r)
+{
+	struct bucket_walk *w = arg;
+
+	if (idlist_has(w->relay_ids, r->record_id))
+		return 0;
+	if (w->stale.n == w->stale.cap) {
+		size_t cap = w->stale.cap ? 2 * w->stale.cap : 16;
+		void *p = realloc(w->stale.ids, cap * sizeof *w->stale.ids);
+		if (!p)
+			return -1;
+		w->stale.ids = p;
+		w->stale.cap = cap;
+	}
+	memcpy(w->stale.ids[w->stale.n++], r->record_id, SR_UUID_LEN + 1);
+	return 0;
+}
+
+/* Fetches one bucket's records from the relay and makes the local bucket equal to it. */
+static int repair_bucket(sr_client *c, const struct dscope *s, int bucket, struct repair *rep)
+{
+	char path[512], after[SR_UUID_LEN + 1] = "";
+	struct idlist ids = {0};
+	struct bucket_walk w = {.c = c, .relay_ids = &ids};
+	int rc = 0;
+	size_t i;
+
+	if (store_begin(c->st))
+		return cerr(c, SR_ESTORE, "could not begin: %s", store_errmsg(c->st));
+	for (;;) {
+		json_t *j = NULL, *recs;
+		const char *next;
+
+		snprintf(path, sizeof path, "/v1/libraries/%s/records?model=%s&owner=%s&bucket=%d&include_deleted=1&limit=1000&after=%s",
+			 c->library, s->model, s->owner, bucket, after);
+		if ((rc = relay_call(c, "GET", path, NULL, 120, &j)))
+			break;
+		recs = json_object_get(j, "records");
+		for (i = 0; i < json_array_size(recs) && !rc; i++) {
+			json_t *rj = json_array_get(recs, i);
+			const json_t *d = json_object_get(rj, "data");
+			struct srec r = {0}, cur;
+			const char *id = json_string_value(json_object_get(rj, "record_id"));
+			const char *h = json_string_value(json_object_get(rj, "hlc"));
+			int found, same;
+
+			if (!id || !h || strlen(id) != SR_UUID_LEN || strlen(h) != SR_HLC_LEN) {
+				rc = cerr(c, SR_ERELAY, "the relay sent a malformed record");
+				break;
+			}
+			rep->fetched++;
+			snprintf(r.model, sizeof r.model, "%s", s->model);
+			memcpy(r.record_id, id, sizeof r.record_id);
+			memcpy(r.owner, s->owner, sizeof r.owner);
+			memcpy(r.hlc, h, sizeof r.hlc);
+			r.deleted = json_is_true(json_object_get(rj, "deleted"));
+			r.data = r.deleted || !json_is_object(d) ? NULL : sr_canonical(d);
+			if (ids.n == ids.cap) {
+				size_t cap = ids.cap ? 2 * ids.cap : 64;
+				void *p = realloc(ids.ids, cap * sizeof *ids.ids);
+				if (!p) {
+					srec_clear(&r);
+					rc = cerr(c, SR_ENOMEM, "out of memory");
+					break;
+				}
+				ids.ids = p;
+				ids.cap = cap;
+			}
+			memcpy(ids.ids[ids.n++], id, SR_UUID_LEN + 1);
+			found = store_record_get(c->st, s->model, id, &cur);
+			same = found == 1 && !strcmp(cur.hlc, r.hlc) && cur.deleted == r.deleted &&
+			       ((!cur.data && !r.data) || (cur.data && r.data && !strcmp(cur.data, r.data)));
+			srec_clear(&cur);
+			/* the relay's copy wins even with an equal HLC: the local row was damaged */
+			if (found >= 0 && !same) {
+				if (client_apply(c, &r, 1) < 0)
+					rc = cerr(c, SR_ESTORE, "could not repair: %s", store_errmsg(c->st));
+				rep->replaced++;
+			}
+			srec_clear(&r);
+		}
+		next = json_string_value(json_object_get(j, "next_after"));
+		snprintf(after, sizeof after, "%s", next ? next : "");
+		json_decref(j);
+		if (rc || !next)
+			break;
+	}
+	if (!rc && store_records_each(c->st, s->model, s->owner, bucket, collect_stale, &w))
+		rc = cerr(c, SR_ESTORE, "could not read the store: %s", store_errmsg(c->st));
+	for (i = 0; !rc && i < w.stale.n; i++) {
+		if (store_record_remove(c->st, s->model, w.stale.ids[i]) ||
+		    store_pending_clear(c->st, s->model, w.stale.ids[i]))
+			rc = cerr(c, SR_ESTORE, "could not remove: %s", store_errmsg(c->st));
+		rep->removed++;
+	}
+	if (!rc && store_commit(c->st))
+		rc = cerr(c, SR_ESTORE, "could not commit: %s", store_errmsg(c->st));
+	if (rc)
+		store_rollback(c->st);
+	free(ids.ids);
+	free(w.stale.ids);
+	return rc;
+}
+
+static int repair_scope(sr_client *c, const struct dscope *s, struct repair *rep)
+{
+	char path[256];
+	json_t *j = NULL, *buckets;
+	long long rcount[SR_BUCKETS] = {0};
+	uint64_t rhash[SR_BUCKETS] = {0};
+	size_t i;
+	int b, rc;
+
+	snprintf(path, sizeof path, "/v1/libraries/%s/digest/buckets?model=%s&owner=%s", c->library, s->model,
+		 s->owner);
+	if ((rc = relay_call(c, "GET", path, NULL, 60, &j))) {
+		/* a scope the relay's schema no longer has, or an unknown model: nothing to fetch */
+		return rc;
+	}
+	buckets = json_object_get(j, "buckets");
+	for (i = 0; i < json_array_size(buckets); i++) {
+		json_t *bj = json_array_get(buckets, i);
+		b = (int)json_integer_value(json_object_get(bj, "bucket"));
+		if (b < 0 || b >= SR_BUCKETS)
+			continue;
+		rcount[b] = json_integer_value(json_object_get(bj, "count"));
+		sr_hash_parse(&rhash[b], json_string_value(json_object_get(bj, "hash")));
+	}
+	json_decref(j);
+	for (b = 0; b < SR_BUCKETS && !rc; b++)
+		if (rcount[b] != s->bcount[b] || rhash[b] != s->bhash[b])
+			rc = repair_bucket(c, s, b, rep);
+	return rc;
+}
+
+int sr_client_verify(sr_client *c, int repair, char **out)
+{
+	struct dset d = {0};
+	struct repair rep = {0};
+	json_t *j = NULL, *arr;
+	int i, rc, all = 1;
+
+	*out = NULL;
+	if (!c->enrolled)
+		return cerr(c, SR_ESTATE, "this store is not enrolled (run enroll first)");
+	/* compare like with like: local writes pushed, relay changes pulled */
+	if (repair && (rc = client_sync_once(c)))
+		return rc;
+	if ((rc = local_digests(c, &d)) || (rc = relay_digests(c, &d)))
+		goto cleanup;
+	if (repair) {
+		for (i = 0; i < d.n && !rc; i++)
+			if (!scope_matches(&d.s[i]))
+				rc = repair_scope(c, &d.s[i], &rep);
+		if (rc)
+			goto cleanup;
+		for (i = 0; i < d.n; i++)
+			d.s[i].on_relay = 0, d.s[i].rcount = 0, d.s[i].rhash = 0;
+		d.n = 0;
+		if ((rc = local_digests(c, &d)) || (rc = relay_digests(c, &d)))
+			goto cleanup;
+	}
+	arr = json_array();
+	for (i = 0; i < d.n; i++) {
+		struct dscope *s = &d.s[i];
+		char lh[17], rh[17];
+		int match = scope_matches(s);
+
+		all &= match;
+		sr_hash_hex(lh, s->hash);
+		sr_hash_hex(rh, s->rhash);
+		json_array_append_new(
+			arr, json_pack("{s:s, s:o, s:{s:I, s:s, s:o}, s:{s:I, s:s, s:o}, s:b}", "model", s->model,
+				       "owner", s->owner[0] ? json_string(s->owner) : json_null(), "local", "count",
+				       (json_int_t)s->count, "hash", lh, "watermark",
+				       s->watermark[0] ? json_string(s->watermark) : json_null(), "relay", "count",
+				       (json_int_t)s->rcount, "hash", rh, "watermark",
+				       s->rwatermark[0] ? json_string(s->rwatermark) : json_null(), "match", match));
+	}
+	j = json_pack("{s:o, s:{s:I, s:I, s:I}}", "scopes", arr, "repaired", "fetched", (json_int_t)rep.fetched,
+		      "replaced", (json_int_t)rep.replaced, "removed", (json_int_t)rep.removed);
+	*out = json_dumps(j, JSON_COMPACT);
+	rc = !*out ? cerr(c, SR_ENOMEM, "out of memory") : all ? 0 : cerr(c, SR_EMISMATCH, "scopes differ from the relay");
+cleanup:
+	json_decref(j);
+	free(d.s);
+	return rc;
+}
