@@ -347,6 +347,30 @@ int sr_client_get(sr_client *c, char **out, const char *model, const char *recor
 	return 0;
 }
 
+struct each_arg {
+	int (*fn)(void *arg, const char *record_id, const char *data);
+	void *arg;
+};
+
+static int each_live(void *arg, const struct srec *r)
+{
+	struct each_arg *a = arg;
+
+	return r->deleted ? 0 : a->fn(a->arg, r->record_id, r->data);
+}
+
+int sr_client_records(sr_client *c, const char *model,
+		      int (*fn)(void *arg, const char *record_id, const char *data), void *arg)
+{
+	struct each_arg a = {fn, arg};
+
+	if (!model || !sr_model_name_valid(model))
+		return cerr(c, SR_EINVAL, "\"%s\" is not a model name", model ? model : "");
+	if (store_records_each(c->st, model, NULL, -1, each_live, &a))
+		return cerr(c, SR_ESTORE, "could not read the store: %s", store_errmsg(c->st));
+	return 0;
+}
+
 int sr_client_import(sr_client *c, const char *model, const char *jsonl_path, long *count)
 {
 	FILE *f;

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "cmd_index.h"
 #include "syncrelay.h"
 
 static volatile int stop_flag;
@@ -42,6 +43,7 @@ static int usage(void)
 	      "  sync [--watch] [--timeout S]\n"
 	      "  status [--json]\n"
 	      "  verify [--repair] [--json]\n"
+	      "  index DIR\n"
 	      "The store is --store PATH or $SYNCRELAY_STORE.\n",
 	      stderr);
 	return 2;
@@ -262,6 +264,8 @@ int main(int argc, char **argv)
 			else if (lrc)
 				rc = lib_fail(c, lrc);
 		}
+	} else if (!strcmp(cmd, "index") && argc == 1) {
+		rc = cmd_index(c, argv[0], json, !json && isatty(2));
 	} else {
 		rc = usage();
 	}

@@ -70,6 +70,10 @@ int sr_client_put(sr_client *c, const char *model, const char *record_id, const 
 int sr_client_delete(sr_client *c, const char *model, const char *record_id);
 /* The canonical text of a live record's data; SR_ENOTFOUND for absent or deleted. */
 int sr_client_get(sr_client *c, char **out, const char *model, const char *record_id);
+/* Calls fn(arg, record_id, data) for every live record of model, ordered by record_id; data
+ * is the canonical text, borrowed for the call. fn returns non-zero to stop. */
+int sr_client_records(sr_client *c, const char *model,
+		      int (*fn)(void *arg, const char *record_id, const char *data), void *arg);
 /* Bulk writes from JSON Lines {"record_id":…,"data":{…}}; *count gets the number written. */
 int sr_client_import(sr_client *c, const char *model, const char *jsonl_path, long *count);
 

@@ -1,0 +1,10 @@
+/* `syncrelay index DIR`: the reference scenario's indexer. */
+#ifndef SR_CMD_INDEX_H
+#define SR_CMD_INDEX_H
+
+#include "syncrelay.h"
+
+/* Indexes dir into the store's library; prints a summary. Returns the exit status. */
+int cmd_index(sr_client *c, const char *dir, int json, int progress);
+
+#endif
