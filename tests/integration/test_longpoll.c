@@ -1,0 +1,607 @@
+/*
+ * Long-polls: a held pull is woken at once by a push (on the same relay or another relay
+ * on the database), answers [] at its deadline, never returns the poller's own change,
+ * refuses waits above the limit, and 300 of them held at once leave the relay responsive.
+ * Holds are confirmed through /metrics (syncrelay_longpolls_held), never by sleeping.
+ */
+#define _GNU_SOURCE
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+static void suite_init(void)
+{
+	cr_assert_eq(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK, "curl_global_init failed");
+}
+
+static void suite_fini(void)
+{
+	curl_global_cleanup();
+}
+
+TestSuite(longpoll, .init = suite_init, .fini = suite_fini, .timeout = 120);
+
+/* ---- one request on a caller-owned handle; safe off the test thread (no asserts) ---- */
+
+struct xresp {
+	long status;
+	char *body;
+	json_t *json;
+	char err[768]; /* transport failure, or "" */
+};
+
+static size_t x_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	sr_buf_put(arg, data, size * nmemb);
+	return size * nmemb;
+}
+
+static struct curl_slist *x_headers(const char *token)
+{
+	struct curl_slist *hdr = NULL;
+	char auth[256];
+
+	if (token) {
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+		hdr = curl_slist_append(hdr, auth);
+	}
+	return curl_slist_append(hdr, "Expect:");
+}
+
+static int x_get(CURL *c, const char *url, const char *token, struct xresp *out)
+{
+	struct curl_slist *hdr = x_headers(token);
+	sr_buf b = {0};
+	CURLcode rc;
+
+	memset(out, 0, sizeof *out);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 90L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, x_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+	rc = curl_easy_perform(c);
+	curl_slist_free_all(hdr);
+	if (rc != CURLE_OK) {
+		snprintf(out->err, sizeof out->err, "GET %s: %s", url, curl_easy_strerror(rc));
+		sr_buf_free(&b);
+		return -1;
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+	out->body = sr_buf_steal(&b);
+	if (!out->body)
+		out->body = strdup("");
+	out->json = json_loads(out->body, 0, NULL);
+	return 0;
+}
+
+static void x_free(struct xresp *p)
+{
+	free(p->body);
+	json_decref(p->json);
+	p->body = NULL;
+	p->json = NULL;
+}
+
+/* ---- a pull running in its own thread ---- */
+
+struct call {
+	char url[512];
+	const char *token;
+	pthread_t th;
+	double t_start, t_end;
+	int rc;
+	struct xresp resp;
+};
+
+static void *call_run(void *arg)
+{
+	struct call *p = arg;
+	CURL *c = curl_easy_init();
+
+	if (!c) {
+		p->rc = -1;
+		snprintf(p->resp.err, sizeof p->resp.err, "curl_easy_init failed");
+		p->t_end = h_mono();
+		return NULL;
+	}
+	p->rc = x_get(c, p->url, p->token, &p->resp);
+	p->t_end = h_mono();
+	curl_easy_cleanup(c);
+	return NULL;
+}
+
+static void call_start(struct call *p, const struct relay *r, const char *token, const char *fmt, ...)
+{
+	char path[256];
+	va_list ap;
+
+	memset(p, 0, sizeof *p);
+	va_start(ap, fmt);
+	vsnprintf(path, sizeof path, fmt, ap);
+	va_end(ap);
+	snprintf(p->url, sizeof p->url, "%s%s", r->url, path);
+	p->token = token;
+	p->t_start = h_mono();
+	cr_assert_eq(pthread_create(&p->th, NULL, call_run, p), 0);
+}
+
+/* Joins the call by the monotonic deadline; fails with what it waited for. */
+static void call_join(struct call *p, double deadline, const char *what)
+{
+	struct timespec ts;
+	double left = deadline - h_mono();
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (left < 0)
+		left = 0;
+	ts.tv_sec += (time_t)left;
+	ts.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	rc = pthread_timedjoin_np(p->th, NULL, &ts);
+	cr_assert_eq(rc, 0, "%s: GET %s had not returned %.1f s after it was sent", what, p->url,
+		     h_mono() - p->t_start);
+	cr_assert_eq(p->rc, 0, "%s: %s", what, p->resp.err);
+	cr_assert(p->resp.json, "%s: the answer is not JSON: %ld %s", what, p->resp.status, p->resp.body);
+}
+
+/* ---- /metrics ---- */
+
+static long metric(struct relay *r, const char *name)
+{
+	struct resp p;
+	const char *s;
+	size_t n = strlen(name);
+	long v = -1;
+
+	h_http(&p, r, "GET", "/metrics", NULL, NULL);
+	cr_assert_eq(p.status, 200, "GET /metrics on %s: %ld %s", r->url, p.status, p.body);
+	for (s = p.body; s && *s; s = strchr(s, '\n') ? strchr(s, '\n') + 1 : NULL)
+		if (!strncmp(s, name, n) && s[n] == ' ') {
+			v = atol(s + n + 1);
+			break;
+		}
+	h_resp_free(&p);
+	cr_assert(v >= 0, "metric %s is missing from /metrics of %s", name, r->url);
+	return v;
+}
+
+/* Polls /metrics until syncrelay_longpolls_held reaches want (exactly, when exact). */
+static void wait_held(struct relay *r, long want, int exact, double timeout)
+{
+	double t0 = h_mono();
+	long v;
+
+	for (;;) {
+		struct timespec tick = {0, 20 * 1000 * 1000};
+
+		v = metric(r, "syncrelay_longpolls_held");
+		if (exact ? v == want : v >= want)
+			return;
+		cr_assert(h_mono() - t0 < timeout,
+			  "waited %.1f s for syncrelay_longpolls_held %s %ld on %s; last seen %ld (log %s)",
+			  timeout, exact ? "==" : ">=", want, r->url, v, r->log);
+		nanosleep(&tick, NULL);
+	}
+}
+
+/* ---- fixtures ---- */
+
+struct world {
+	struct relay r;
+	struct lib l;
+	struct dev d1, d2; /* d1 pushes, d2 polls */
+};
+
+static void world_setup(struct world *w, struct relay *r)
+{
+	h_library(r, &w->l);
+	h_device(r, &w->l, &w->d1);
+	h_device(r, &w->l, &w->d2);
+	h_schema_ref(r, &w->l, &w->d1);
+}
+
+/* Pushes n changes and returns the monotonic time the answer arrived; seconds taken in *took. */
+static double push(struct relay *r, const struct lib *l, const struct dev *d, uint64_t ms, int first,
+		   int n, double *took)
+{
+	char path[128], *batch = h_batch(d, ms, first, n);
+	struct resp p;
+	double t;
+
+	snprintf(path, sizeof path, "/v1/libraries/%s/changes", l->id);
+	h_http(&p, r, "POST", path, d->token, batch);
+	t = h_mono();
+	cr_assert_eq(p.status, 200, "push to %s: %ld %s", r->url, p.status, p.body);
+	cr_assert_eq(json_integer_value(json_object_get(p.json, "accepted")), n, "push: %s", p.body);
+	if (took)
+		*took = p.seconds;
+	h_resp_free(&p);
+	free(batch);
+	return t;
+}
+
+/* Asserts a pull answer holds exactly the one change hlc, and next/head. */
+static void expect_one_change(const json_t *page, const char *body, const char *hlc, long long seq)
+{
+	const json_t *changes = json_object_get(page, "changes");
+	const char *got = json_string_value(json_object_get(json_array_get(changes, 0), "hlc"));
+
+	cr_assert_eq(json_array_size(changes), 1, "expected the one pushed change, got %s", body);
+	cr_assert(got && !strcmp(got, hlc), "expected change %s, got %s", hlc, body);
+	cr_assert_eq(json_integer_value(json_object_get(json_array_get(changes, 0), "seq")), seq, "%s", body);
+	cr_assert_eq(json_integer_value(json_object_get(page, "next")), seq, "%s", body);
+	cr_assert_eq(json_integer_value(json_object_get(page, "head")), seq, "%s", body);
+}
+
+/* ---- tests ---- */
+
+Test(longpoll, held_poll_is_woken_by_a_push_from_another_device)
+{
+	struct world w;
+	struct call c;
+	char hlc[SR_HLC_LEN + 1];
+	uint64_t ms = h_now_ms();
+	double t_push, latency;
+
+	h_relay_start(&w.r, NULL, NULL);
+	world_setup(&w, &w.r);
+	call_start(&c, &w.r, w.d2.token, "/v1/libraries/%s/changes?since=0&wait=10", w.l.id);
+	wait_held(&w.r, 1, 1, 10);
+
+	t_push = push(&w.r, &w.l, &w.d1, ms, 0, 1, NULL);
+	call_join(&c, t_push + 5, "poll woken by a push");
+	latency = c.t_end - t_push;
+	cr_log_info("long-poll wake latency (push answered -> poll answered): %.1f ms", latency * 1e3);
+	cr_assert_eq(c.resp.status, 200, "%s", c.resp.body);
+	h_hlc(hlc, ms, 0, w.d1.id);
+	expect_one_change(c.resp.json, c.resp.body, hlc, 1);
+	cr_assert(latency < 1.0, "the poll returned %.3f s after the push was answered (limit 1 s)", latency);
+	wait_held(&w.r, 0, 1, 5);
+	x_free(&c.resp);
+	cr_assert_eq(h_relay_stop(&w.r), 0, "relay exit status; see %s", w.r.log);
+}
+
+Test(longpoll, wait_with_nothing_new_answers_empty_at_its_deadline)
+{
+	struct world w;
+	struct lib empty;
+	struct resp p;
+	char path[256];
+	uint64_t ms = h_now_ms();
+
+	h_relay_start(&w.r, NULL, NULL);
+	world_setup(&w, &w.r);
+	push(&w.r, &w.l, &w.d1, ms, 0, 2, NULL);
+
+	/* caught up with two changes: nothing new after since=2 */
+	snprintf(path, sizeof path, "/v1/libraries/%s/changes?since=2&wait=1", w.l.id);
+	h_http(&p, &w.r, "GET", path, w.d2.token, NULL);
+	cr_assert_eq(p.status, 200, "%s", p.body);
+	cr_assert(json_is_array(json_object_get(p.json, "changes")) &&
+		  json_array_size(json_object_get(p.json, "changes")) == 0, "expected changes [], got %s", p.body);
+	cr_assert_eq(json_integer_value(json_object_get(p.json, "next")), 2, "%s", p.body);
+	cr_assert_eq(json_integer_value(json_object_get(p.json, "head")), 2, "%s", p.body);
+	cr_assert(json_is_false(json_object_get(p.json, "more")), "%s", p.body);
+	cr_assert(p.seconds >= 0.9 && p.seconds < 3.0, "wait=1 answered after %.3f s, expected about 1 s",
+		  p.seconds);
+	cr_log_info("wait=1 on a caught-up library answered after %.3f s", p.seconds);
+	h_resp_free(&p);
+
+	/* a library that never had a change */
+	h_library(&w.r, &empty);
+	{
+		struct dev d;
+		h_device(&w.r, &empty, &d);
+		snprintf(path, sizeof path, "/v1/libraries/%s/changes?wait=1", empty.id);
+		h_http(&p, &w.r, "GET", path, d.token, NULL);
+	}
+	cr_assert_eq(p.status, 200, "%s", p.body);
+	cr_assert_eq(json_array_size(json_object_get(p.json, "changes")), 0, "%s", p.body);
+	cr_assert_eq(json_integer_value(json_object_get(p.json, "next")), 0, "%s", p.body);
+	cr_assert(p.seconds >= 0.9 && p.seconds < 3.0, "wait=1 on an empty library answered after %.3f s",
+		  p.seconds);
+	h_resp_free(&p);
+	wait_held(&w.r, 0, 1, 5);
+	cr_assert_eq(h_relay_stop(&w.r), 0, "relay exit status; see %s", w.r.log);
+}
+
+Test(longpoll, poll_on_one_relay_is_woken_by_a_push_to_another)
+{
+	struct relay a, b;
+	struct world w;
+	struct call c;
+	char hlc[SR_HLC_LEN + 1];
+	uint64_t ms = h_now_ms();
+	double t_push, latency;
+
+	h_relay_start(&a, NULL, NULL);
+	h_relay_start(&b, a.db, NULL);
+	world_setup(&w, &a);
+	call_start(&c, &a, w.d2.token, "/v1/libraries/%s/changes?since=0&wait=10", w.l.id);
+	wait_held(&a, 1, 1, 10);
+	cr_assert_eq(metric(&b, "syncrelay_longpolls_held"), 0, "relay B holds a poll it never received");
+
+	t_push = push(&b, &w.l, &w.d1, ms, 0, 1, NULL);
+	call_join(&c, t_push + 5, "poll on relay A woken by a push to relay B");
+	latency = c.t_end - t_push;
+	cr_log_info("cross-relay wake latency (push to B answered -> poll on A answered): %.1f ms",
+		    latency * 1e3);
+	cr_assert_eq(c.resp.status, 200, "%s", c.resp.body);
+	h_hlc(hlc, ms, 0, w.d1.id);
+	expect_one_change(c.resp.json, c.resp.body, hlc, 1);
+	cr_assert(latency < 1.0, "the poll on A returned %.3f s after the push to B was answered (limit 1 s)",
+		  latency);
+	x_free(&c.resp);
+	cr_assert_eq(h_relay_stop(&b), 0, "relay B exit status; see %s", b.log);
+	cr_assert_eq(h_relay_stop(&a), 0, "relay A exit status; see %s", a.log);
+}
+
+Test(longpoll, own_change_does_not_answer_the_poll)
+{
+	struct world w;
+	struct call own, other;
+	char hlc[SR_HLC_LEN + 1];
+	uint64_t ms = h_now_ms();
+	double t_push, held_for;
+
+	h_relay_start(&w.r, NULL, NULL);
+	world_setup(&w, &w.r);
+	/* d1 waits 3 s and is the author of the coming change; d2 waits 10 s and should get it */
+	call_start(&own, &w.r, w.d1.token, "/v1/libraries/%s/changes?since=0&wait=3", w.l.id);
+	call_start(&other, &w.r, w.d2.token, "/v1/libraries/%s/changes?since=0&wait=10", w.l.id);
+	wait_held(&w.r, 2, 1, 10);
+
+	t_push = push(&w.r, &w.l, &w.d1, ms, 0, 1, NULL);
+	/* the push woke the library: d2's poll returns with the change ... */
+	call_join(&other, t_push + 5, "poll of the other device");
+	cr_assert_eq(other.resp.status, 200, "%s", other.resp.body);
+	h_hlc(hlc, ms, 0, w.d1.id);
+	expect_one_change(other.resp.json, other.resp.body, hlc, 1);
+	cr_assert(other.t_end - t_push < 1.0, "the other device's poll took %.3f s after the push",
+		  other.t_end - t_push);
+	/* ... while the author's poll, woken too, found only its own change and is held again */
+	wait_held(&w.r, 1, 1, 5);
+	cr_assert(own.t_end == 0, "the author's poll returned %.3f s after the push: %s",
+		  own.t_end - t_push, own.resp.body ? own.resp.body : own.resp.err);
+
+	call_join(&own, own.t_start + 3 + 5, "the author's poll, due at its 3 s deadline");
+	held_for = own.t_end - own.t_start;
+	cr_log_info("author's poll answered after %.3f s (push at %.3f s)", held_for, t_push - own.t_start);
+	cr_assert_eq(own.resp.status, 200, "%s", own.resp.body);
+	cr_assert(json_is_array(json_object_get(own.resp.json, "changes")) &&
+		  json_array_size(json_object_get(own.resp.json, "changes")) == 0,
+		  "the author's own change came back to it: %s", own.resp.body);
+	cr_assert_eq(json_integer_value(json_object_get(own.resp.json, "next")), 1,
+		     "next must move past the own change: %s", own.resp.body);
+	cr_assert_eq(json_integer_value(json_object_get(own.resp.json, "head")), 1, "%s", own.resp.body);
+	cr_assert(held_for >= 2.9 && held_for < 6.0,
+		  "the author's poll was answered after %.3f s, expected its 3 s deadline", held_for);
+	x_free(&own.resp);
+	x_free(&other.resp);
+	cr_assert_eq(h_relay_stop(&w.r), 0, "relay exit status; see %s", w.r.log);
+}
+
+Test(longpoll, wait_above_the_limit_is_refused)
+{
+	struct world w;
+	struct resp p;
+	char path[256], hlc[SR_HLC_LEN + 1];
+	const char *bad[] = {"61", "-1", "3600", "x", "1.5"};
+	uint64_t ms = h_now_ms();
+	size_t i;
+
+	h_relay_start(&w.r, NULL, NULL);
+	world_setup(&w, &w.r);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(path, sizeof path, "/v1/libraries/%s/changes?since=0&wait=%s", w.l.id, bad[i]);
+		h_http(&p, &w.r, "GET", path, w.d2.token, NULL);
+		cr_assert(p.seconds < 1.0, "wait=%s took %.3f s to refuse", bad[i], p.seconds);
+		h_expect_problem(&p, 400, "bad-request");
+		h_resp_free(&p);
+	}
+	cr_assert_eq(metric(&w.r, "syncrelay_longpolls_held"), 0, "a refused poll is held");
+
+	/* the limit itself is accepted: with a change pending it answers at once */
+	push(&w.r, &w.l, &w.d1, ms, 0, 1, NULL);
+	snprintf(path, sizeof path, "/v1/libraries/%s/changes?since=0&wait=60", w.l.id);
+	h_http(&p, &w.r, "GET", path, w.d2.token, NULL);
+	cr_assert_eq(p.status, 200, "wait=60: %ld %s", p.status, p.body);
+	h_hlc(hlc, ms, 0, w.d1.id);
+	expect_one_change(p.json, p.body, hlc, 1);
+	cr_assert(p.seconds < 1.0, "wait=60 with a change pending took %.3f s", p.seconds);
+	h_resp_free(&p);
+	cr_assert_eq(h_relay_stop(&w.r), 0, "relay exit status; see %s", w.r.log);
+}
+
+/* ---- 300 held polls through one curl multi handle ---- */
+
+#define NPOLL 300
+
+struct mpoll {
+	CURL *e;
+	sr_buf body;
+	struct curl_slist *hdr;
+	CURLcode rc;
+	long status;
+	double t_end;
+	int done;
+};
+
+struct multi {
+	char url[512];
+	const char *token;
+	struct mpoll p[NPOLL];
+	int ndone; /* atomic */
+	double hard_deadline;
+	char err[256];
+};
+
+static void *multi_run(void *arg)
+{
+	struct multi *m = arg;
+	CURLM *cm = curl_multi_init();
+	int i, running = 1;
+
+	if (!cm) {
+		snprintf(m->err, sizeof m->err, "curl_multi_init failed");
+		return NULL;
+	}
+	for (i = 0; i < NPOLL; i++) {
+		struct mpoll *p = &m->p[i];
+
+		p->e = curl_easy_init();
+		if (!p->e) {
+			snprintf(m->err, sizeof m->err, "curl_easy_init failed at poll %d", i);
+			goto cleanup;
+		}
+		p->hdr = x_headers(m->token);
+		curl_easy_setopt(p->e, CURLOPT_URL, m->url);
+		curl_easy_setopt(p->e, CURLOPT_TIMEOUT, 90L);
+		curl_easy_setopt(p->e, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(p->e, CURLOPT_WRITEFUNCTION, x_body);
+		curl_easy_setopt(p->e, CURLOPT_WRITEDATA, &p->body);
+		curl_easy_setopt(p->e, CURLOPT_HTTPHEADER, p->hdr);
+		curl_easy_setopt(p->e, CURLOPT_PRIVATE, p);
+		curl_multi_add_handle(cm, p->e);
+	}
+	while (running && __atomic_load_n(&m->ndone, __ATOMIC_SEQ_CST) < NPOLL && h_mono() < m->hard_deadline) {
+		CURLMsg *msg;
+		int left;
+
+		curl_multi_perform(cm, &running);
+		while ((msg = curl_multi_info_read(cm, &left)) != NULL) {
+			struct mpoll *p = NULL;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&p);
+			p->rc = msg->data.result;
+			curl_easy_getinfo(p->e, CURLINFO_RESPONSE_CODE, &p->status);
+			p->t_end = h_mono();
+			p->done = 1;
+			__atomic_add_fetch(&m->ndone, 1, __ATOMIC_SEQ_CST);
+		}
+		curl_multi_poll(cm, NULL, 0, 50, NULL);
+	}
+cleanup:
+	for (i = 0; i < NPOLL; i++)
+		if (m->p[i].e) {
+			curl_multi_remove_handle(cm, m->p[i].e);
+			curl_easy_cleanup(m->p[i].e);
+			m->p[i].e = NULL;
+			curl_slist_free_all(m->p[i].hdr);
+		}
+	curl_multi_cleanup(cm);
+	return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+Test(longpoll, three_hundred_held_polls_leave_the_relay_responsive, .timeout = 150)
+{
+	struct world w;
+	struct lib other;
+	struct dev d3;
+	struct multi *m = calloc(1, sizeof *m);
+	pthread_t th;
+	struct timespec ts;
+	char path[256], hlc[SR_HLC_LEN + 1];
+	double lat[60], sorted[60], t_push, worst_wake = 0, max_get = 0, max_push = 0;
+	uint64_t ms = h_now_ms();
+	int i, rc, worst = 0;
+
+	cr_assert(m);
+	h_relay_start(&w.r, NULL, NULL);
+	world_setup(&w, &w.r);
+	h_library(&w.r, &other);
+	h_device(&w.r, &other, &d3);
+	h_schema_ref(&w.r, &other, &d3);
+
+	snprintf(m->url, sizeof m->url, "%s/v1/libraries/%s/changes?since=0&wait=20", w.r.url, w.l.id);
+	m->token = w.d2.token;
+	m->hard_deadline = h_mono() + 60;
+	cr_assert_eq(pthread_create(&th, NULL, multi_run, m), 0);
+	wait_held(&w.r, NPOLL, 0, 30);
+	cr_assert_eq(__atomic_load_n(&m->ndone, __ATOMIC_SEQ_CST), 0,
+		     "%d polls returned before anything was pushed (%s)", m->ndone, m->err);
+
+	/* with the 300 held: 50 reads and 10 pushes to another library stay fast */
+	snprintf(path, sizeof path, "/v1/libraries/%s", w.l.id);
+	for (i = 0; i < 50; i++) {
+		struct resp p;
+
+		h_http(&p, &w.r, "GET", path, w.d1.token, NULL);
+		cr_assert_eq(p.status, 200, "GET %s: %ld %s", path, p.status, p.body);
+		cr_assert_eq(json_integer_value(json_object_get(p.json, "head")), 0, "%s", p.body);
+		lat[i] = p.seconds;
+		if (p.seconds > max_get)
+			max_get = p.seconds;
+		h_resp_free(&p);
+	}
+	for (i = 0; i < 10; i++) {
+		push(&w.r, &other, &d3, ms, i * 10, 10, &lat[50 + i]);
+		if (lat[50 + i] > max_push)
+			max_push = lat[50 + i];
+	}
+	memcpy(sorted, lat, sizeof sorted);
+	qsort(sorted, 60, sizeof sorted[0], cmp_double);
+	cr_log_info("with %d polls held: 60 requests, median %.1f ms, max %.1f ms (GET max %.1f ms, push max %.1f ms)",
+		    NPOLL, (sorted[29] + sorted[30]) / 2 * 1e3, sorted[59] * 1e3, max_get * 1e3, max_push * 1e3);
+	for (i = 0; i < 60; i++)
+		cr_assert(lat[i] < 0.5, "%s %d took %.3f s with %d polls held (limit 0.5 s)",
+			  i < 50 ? "GET" : "push", i < 50 ? i : i - 50, lat[i], NPOLL);
+	/* pushes to another library wake no one here */
+	cr_assert_eq(__atomic_load_n(&m->ndone, __ATOMIC_SEQ_CST), 0,
+		     "%d polls returned after pushes to another library", m->ndone);
+	wait_held(&w.r, NPOLL, 0, 5);
+
+	/* one change to the held library answers all 300 */
+	t_push = push(&w.r, &w.l, &w.d1, ms, 0, 1, NULL);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	rc = pthread_timedjoin_np(th, NULL, &ts);
+	cr_assert_eq(rc, 0, "%d of %d polls had returned 10 s after the push", m->ndone, NPOLL);
+	cr_assert(!m->err[0], "%s", m->err);
+	h_hlc(hlc, ms, 0, w.d1.id);
+	for (i = 0; i < NPOLL; i++) {
+		struct mpoll *p = &m->p[i];
+		char *body = sr_buf_steal(&p->body);
+		json_t *j;
+
+		cr_assert(p->done && p->rc == CURLE_OK, "poll %d: %s", i,
+			  p->done ? curl_easy_strerror(p->rc) : "never finished");
+		cr_assert_eq(p->status, 200, "poll %d: %ld %s", i, p->status, body ? body : "");
+		j = json_loads(body ? body : "", 0, NULL);
+		cr_assert(j, "poll %d: the answer is not JSON: %s", i, body ? body : "");
+		expect_one_change(j, body, hlc, 1);
+		if (p->t_end - t_push > worst_wake) {
+			worst_wake = p->t_end - t_push;
+			worst = i;
+		}
+		json_decref(j);
+		free(body);
+	}
+	cr_log_info("all %d polls answered with the change; the last %.1f ms after the push", NPOLL,
+		    worst_wake * 1e3);
+	cr_assert(worst_wake < 5.0, "poll %d returned %.3f s after the push (limit 5 s)", worst, worst_wake);
+	wait_held(&w.r, 0, 1, 5);
+	free(m);
+	cr_assert_eq(h_relay_stop(&w.r), 0, "relay exit status; see %s", w.r.log);
+}
