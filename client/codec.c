@@ -110,8 +110,11 @@ char *sr_buf_steal(sr_buf *b)
 		sr_buf_free(b);
 		return NULL;
 	}
-	if (!b->p && buf_reserve(b, 0))
-		return NULL;
+	if (!b->p) {
+		if (buf_reserve(b, 0))
+			return NULL;
+		b->p[0] = '\0';
+	}
 	p = b->p;
 	memset(b, 0, sizeof *b);
 	return p;

@@ -389,9 +389,10 @@ int sr_client_sync(sr_client *c, const sr_sync_opts *opts)
 
 		if (end && left <= 0)
 			break;
-		/* short holds so local writes from other processes are pushed soon */
-		if (wait > 2)
-			wait = 2;
+		/* holds of a few seconds: local writes made by other processes on this store
+		 * are pushed at the next turn */
+		if (wait > 5)
+			wait = 5;
 		if ((rc = push_outbox(c)) || (rc = pull_once(c, wait, &more, &applied)))
 			return rc;
 		if (!more && applied && (rc = ack(c)))
