@@ -121,7 +121,7 @@ int config_load(int argc, char **argv)
 		if (set_param(&params[i], val))
 			return -1;
 	}
-	if (!cfg.database_url) {
+	if (!cfg.database_url || !*cfg.database_url) {
 		fprintf(stderr, "syncrelayd: no database: set DATABASE_URL or --database-url\n");
 		return -1;
 	}
