@@ -52,13 +52,14 @@ static const struct {
 		" AND kind = 'device'"},
 	[ST_SCHEMA_SET] = {"schema_set", 3,
 		"UPDATE libraries SET schema_version = $2, schema_models = $3 WHERE library_id = $1"},
+	/* joins with unnest: one unique-index probe per key, never a filter over the library */
 	[ST_PUSH_DUPS] = {"push_dups", 2,
-		"SELECT hlc, model, record_id, op, data FROM changes"
-		" WHERE library_id = $1 AND hlc = ANY ($2::text[])"},
+		"SELECT c.hlc, c.model, c.record_id, c.op, c.data FROM unnest($2::text[]) AS k(hlc)"
+		" JOIN changes c ON c.library_id = $1 AND c.hlc = k.hlc"},
 	[ST_PUSH_CURRENT] = {"push_current", 3,
-		"SELECT r.model, r.record_id, r.owner, r.hlc, r.deleted, r.data FROM records r"
-		" JOIN unnest($2::text[], $3::text[]) AS k(model, record_id)"
-		" ON r.model = k.model AND r.record_id = k.record_id WHERE r.library_id = $1"},
+		"SELECT r.model, r.record_id, r.owner, r.hlc, r.deleted, r.data"
+		" FROM unnest($3::text[]) AS k(record_id)"
+		" JOIN records r ON r.library_id = $1 AND r.model = $2 AND r.record_id = k.record_id"},
 	[ST_PUSH_CHANGES] = {"push_changes", 8,
 		"INSERT INTO changes (library_id, seq, hlc, device_id, model, record_id, op, data)"
 		" SELECT $1, $2::bigint + t.o, t.h, $3, t.m, t.r, t.op, t.d"

@@ -130,6 +130,32 @@ static enum MHD_Result send_reply(struct req *r, struct reply *rep)
 	return ret;
 }
 
+#define MAX_TARGET_BYTES (16 * 1024)
+#define MAX_HEADER_BYTES (32 * 1024)
+#define CONNECTION_MEMORY (256 * 1024)
+
+static enum MHD_Result add_len(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	*(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
+static size_t query_len(struct MHD_Connection *conn)
+{
+	size_t n = 0;
+
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_len, &n);
+	return n;
+}
+
+static size_t header_bytes(struct MHD_Connection *conn)
+{
+	size_t n = 0;
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, add_len, &n);
+	return n;
+}
+
 static int dispatch(struct req *r, struct reply *rep)
 {
 	if (r->body_too_large) {
@@ -176,6 +202,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		case ROUTE_BAD_ID:
 			reply_problem(&rep, 400, "bad-request",
 				      "a library or device id in the path is not a canonical lowercase UUID");
+			return send_reply(r, &rep);
+		}
+		/* beyond these the request would outgrow libmicrohttpd's connection memory, whose
+		 * own replies are HTML pages: refuse well below that, as problem+json */
+		if (strlen(url) + query_len(conn) > MAX_TARGET_BYTES) {
+			reply_problem(&rep, 414, "too-large", "the request target exceeds %d bytes", MAX_TARGET_BYTES);
+			return send_reply(r, &rep);
+		}
+		if (header_bytes(conn) > MAX_HEADER_BYTES) {
+			reply_problem(&rep, 431, "too-large", "the request headers exceed %d bytes", MAX_HEADER_BYTES);
 			return send_reply(r, &rep);
 		}
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -280,6 +316,7 @@ int http_start(const char *listen, int *bound_port)
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg.max_wait_s + 60),
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 		MHD_OPTION_END);

@@ -288,14 +288,38 @@ cleanup:
 	return rc;
 }
 
-/* Groups new changes by record and reads the records' current state. The result stays
- * alive (the recs borrow from it) and is returned through *res_out. */
-static int batch_records(struct batch *b, PGconn *c, const char *lib, const struct sm_schema *sc,
-			 PGresult **res_out, struct reply *out)
+/* Marks the records the batch touches with their stored state. */
+static void batch_mark_current(struct batch *b, const PGresult *res)
 {
-	sr_buf models = {0}, ids = {0};
-	PGresult *res;
 	int i;
+
+	for (i = 0; i < PQntuples(res); i++) {
+		char key[RK] = {0};
+		const char *m = PQgetvalue(res, i, 0), *id = PQgetvalue(res, i, 1);
+		size_t s;
+		struct rec *r;
+
+		memcpy(key, m, strlen(m) < SR_MODEL_MAX ? strlen(m) : SR_MODEL_MAX);
+		memcpy(key + SR_MODEL_MAX + 1, id, strlen(id) < SR_UUID_LEN ? strlen(id) : SR_UUID_LEN);
+		s = kmap_slot(&b->rec_ix, key, RK);
+		if (!b->rec_ix.keys[s])
+			continue;
+		r = &b->recs[b->rec_ix.vals[s]];
+		r->existed = 1;
+		snprintf(r->owner, sizeof r->owner, "%s", PQgetvalue(res, i, 2));
+		r->init_hlc = r->hlc = PQgetvalue(res, i, 3);
+		r->init_deleted = r->deleted = PQgetvalue(res, i, 4)[0] == 't';
+		r->init_data = r->data = PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5);
+	}
+}
+
+/* Groups new changes by record and reads the records' current state, one query per model
+ * in the batch. The results stay alive (the recs borrow from them): the caller clears
+ * res[0..nres). */
+static int batch_records(struct batch *b, PGconn *c, const char *lib, const struct sm_schema *sc,
+			 PGresult **res, int *nres, struct reply *out)
+{
+	int i, k;
 
 	b->recs = calloc((size_t)b->n + 1, sizeof *b->recs);
 	b->rec_keys = calloc((size_t)b->n + 1, RK);
@@ -329,39 +353,29 @@ static int batch_records(struct batch *b, PGconn *c, const char *lib, const stru
 			r->sm = sm;
 			b->rec_ix.keys[s] = key;
 			b->rec_ix.vals[s] = b->nrecs++;
-			arr_add(&models, ch->model);
-			arr_add(&ids, ch->record_id);
 		}
 		b->rec_of[i] = b->rec_ix.vals[s];
 	}
-	{
-		const char *params[3] = {lib, arr_end(&models), arr_end(&ids)};
-		res = db_exec(c, ST_PUSH_CURRENT, params);
-	}
-	sr_buf_free(&models);
-	sr_buf_free(&ids);
-	*res_out = res;
-	if (!db_ok(res)) {
-		db_problem(out, c, res);
-		return -1;
-	}
-	for (i = 0; i < PQntuples(res); i++) {
-		char key[RK] = {0};
-		const char *m = PQgetvalue(res, i, 0), *id = PQgetvalue(res, i, 1);
-		size_t s;
-		struct rec *r;
+	/* schemas hold few models: one pass over the records per model */
+	for (k = 0; k < sc->n; k++) {
+		sr_buf ids = {0};
+		const char *model = sc->models[k].name;
 
-		memcpy(key, m, strlen(m) < SR_MODEL_MAX ? strlen(m) : SR_MODEL_MAX);
-		memcpy(key + SR_MODEL_MAX + 1, id, strlen(id) < SR_UUID_LEN ? strlen(id) : SR_UUID_LEN);
-		s = kmap_slot(&b->rec_ix, key, RK);
-		if (!b->rec_ix.keys[s])
+		for (i = 0; i < b->nrecs; i++)
+			if (!strcmp(b->recs[i].model, model))
+				arr_add(&ids, b->recs[i].record_id);
+		if (!ids.len)
 			continue;
-		r = &b->recs[b->rec_ix.vals[s]];
-		r->existed = 1;
-		snprintf(r->owner, sizeof r->owner, "%s", PQgetvalue(res, i, 2));
-		r->init_hlc = r->hlc = PQgetvalue(res, i, 3);
-		r->init_deleted = r->deleted = PQgetvalue(res, i, 4)[0] == 't';
-		r->init_data = r->data = PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5);
+		{
+			const char *params[3] = {lib, model, arr_end(&ids)};
+			res[*nres] = db_exec(c, ST_PUSH_CURRENT, params);
+		}
+		sr_buf_free(&ids);
+		if (!db_ok(res[(*nres)++])) {
+			db_problem(out, c, res[*nres - 1]);
+			return -1;
+		}
+		batch_mark_current(b, res[*nres - 1]);
 	}
 	return 0;
 }
@@ -553,7 +567,8 @@ void push_run(const char *lib, const char *dev, const json_t *body, struct reply
 	struct batch b = {0};
 	struct library l = {0};
 	PGconn *c = NULL;
-	PGresult *cur = NULL, *res = NULL;
+	PGresult **cur = NULL, *res = NULL;
+	int ncur = 0, i;
 	long long head = 0;
 	int accepted;
 
@@ -575,7 +590,12 @@ void push_run(const char *lib, const char *dev, const json_t *body, struct reply
 		goto reply_or_cleanup;
 	accepted = b.n - b.ndup;
 	if (accepted > 0) {
-		if (batch_records(&b, c, lib, &l.schema, &cur, out) || batch_apply(&b, dev, out) ||
+		cur = calloc((size_t)l.schema.n + 1, sizeof *cur);
+		if (!cur) {
+			reply_problem(out, 500, "internal", "out of memory");
+			goto cleanup;
+		}
+		if (batch_records(&b, c, lib, &l.schema, cur, &ncur, out) || batch_apply(&b, dev, out) ||
 		    batch_write(&b, c, lib, dev, head, out))
 			goto cleanup;
 		head += accepted;
@@ -603,7 +623,9 @@ reply_or_cleanup:
 		reply_json(out, 200, json_pack("{s:i, s:i, s:I}", "accepted", 0, "duplicates", 0, "head",
 					       (json_int_t)head));
 cleanup:
-	PQclear(cur);
+	for (i = 0; i < ncur; i++)
+		PQclear(cur[i]);
+	free(cur);
 	PQclear(res);
 	db_release(c); /* rolls back anything left open */
 	library_free(&l);

@@ -40,15 +40,15 @@ void h_db_create(char *out, size_t n)
 	PGconn *c;
 	PGresult *res;
 
-	cr_assert(base && *base, "SYNCRELAY_TEST_PG is not set: run the suite with tests/devenv.sh test");
+	H_ASSERT(base && *base, "SYNCRELAY_TEST_PG is not set: run the suite with tests/devenv.sh test");
 	c = PQconnectdb(base);
-	cr_assert(PQstatus(c) == CONNECTION_OK, "cannot reach the test cluster (%s): %s", base,
+	H_ASSERT(PQstatus(c) == CONNECTION_OK, "cannot reach the test cluster (%s): %s", base,
 		  PQerrorMessage(c));
 	snprintf(name, sizeof name, "t_%d_%d_%u", (int)getpid(), counter++, (unsigned)(h_now_ms() % 100000));
 	/* the name is made of digits here, not user data; CREATE DATABASE takes no parameters */
 	snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
 	res = PQexec(c, sql);
-	cr_assert(PQresultStatus(res) == PGRES_COMMAND_OK, "CREATE DATABASE failed: %s",
+	H_ASSERT(PQresultStatus(res) == PGRES_COMMAND_OK, "CREATE DATABASE failed: %s",
 		  PQresultErrorMessage(res));
 	PQclear(res);
 	PQfinish(c);
@@ -69,9 +69,9 @@ void h_relay_start(struct relay *r, const char *db, const char *const *env)
 	else
 		h_db_create(r->db, sizeof r->db);
 	snprintf(r->log, sizeof r->log, "/tmp/syncrelayd-test-%d-%d.log", (int)getpid(), counter++);
-	cr_assert(pipe(out) == 0);
+	H_ASSERT(pipe(out) == 0, "pipe failed");
 	r->pid = fork();
-	cr_assert(r->pid >= 0, "fork failed");
+	H_ASSERT(r->pid >= 0, "fork failed");
 	if (r->pid == 0) {
 		int logfd = open(r->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		/* a failed test must not leave its relay running */
@@ -98,17 +98,17 @@ void h_relay_start(struct relay *r, const char *db, const char *const *env)
 		int left = (int)((deadline - h_mono()) * 1000);
 		ssize_t got;
 
-		cr_assert(left > 0, "syncrelayd did not print its listening line within 30 s; see %s", r->log);
+		H_ASSERT(left > 0, "syncrelayd did not print its listening line within 30 s; see %s", r->log);
 		if (poll(&pfd, 1, left) <= 0)
 			continue;
 		got = read(out[0], line + len, sizeof line - 1 - len);
-		cr_assert(got > 0, "syncrelayd exited before listening; see %s", r->log);
+		H_ASSERT(got > 0, "syncrelayd exited before listening; see %s", r->log);
 		len += (size_t)got;
 		line[len] = '\0';
 	}
 	close(out[0]);
 	p = strstr(line, "listening on http://127.0.0.1:");
-	cr_assert(p, "unexpected first line from syncrelayd: %s", line);
+	H_ASSERT(p, "unexpected first line from syncrelayd: %s", line);
 	r->port = atoi(p + strlen("listening on http://127.0.0.1:"));
 	snprintf(r->url, sizeof r->url, "http://127.0.0.1:%d", r->port);
 }
@@ -126,7 +126,7 @@ int h_relay_stop(struct relay *r)
 		if (h_mono() > deadline) {
 			kill(r->pid, SIGKILL);
 			waitpid(r->pid, &status, 0);
-			cr_assert_fail("syncrelayd did not exit within 30 s of SIGTERM; see %s", r->log);
+			H_FAIL("syncrelayd did not exit within 30 s of SIGTERM; see %s", r->log);
 		}
 		nanosleep(&t, NULL);
 	}
@@ -188,7 +188,7 @@ void h_http(struct resp *out, struct relay *r, const char *method, const char *p
 	hdr = curl_slist_append(hdr, "Expect:");
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
 	rc = curl_easy_perform(c);
-	cr_assert(rc == CURLE_OK, "%s %s failed: %s (relay log %s)", method, path, curl_easy_strerror(rc),
+	H_ASSERT(rc == CURLE_OK, "%s %s failed: %s (relay log %s)", method, path, curl_easy_strerror(rc),
 		  r->log);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
 	out->seconds = h_mono() - t0;
@@ -211,12 +211,12 @@ void h_expect_problem(const struct resp *p, long status, const char *code)
 {
 	const char *got;
 
-	cr_assert_eq(p->status, status, "expected %ld %s, got %ld: %s", status, code, p->status, p->body);
-	cr_assert_str_eq(p->ctype, "application/problem+json", "problem content type, got \"%s\"", p->ctype);
-	cr_assert(p->json, "problem body is not JSON: %s", p->body);
+	H_ASSERT(p->status == status, "expected %ld %s, got %ld: %s", status, code, p->status, p->body);
+	H_ASSERT(!strcmp(p->ctype, "application/problem+json"), "problem content type, got \"%s\"", p->ctype);
+	H_ASSERT(p->json, "problem body is not JSON: %s", p->body);
 	got = json_string_value(json_object_get(p->json, "code"));
-	cr_assert(got && !strcmp(got, code), "expected code %s, got %s", code, p->body);
-	cr_assert(json_is_string(json_object_get(p->json, "type")) &&
+	H_ASSERT(got && !strcmp(got, code), "expected code %s, got %s", code, p->body);
+	H_ASSERT(json_is_string(json_object_get(p->json, "type")) &&
 		  json_is_string(json_object_get(p->json, "title")) &&
 		  json_integer_value(json_object_get(p->json, "status")) == status &&
 		  json_is_string(json_object_get(p->json, "detail")),
@@ -228,7 +228,7 @@ void h_library(struct relay *r, struct lib *out)
 	struct resp p;
 
 	h_http(&p, r, "POST", "/v1/libraries", H_ADMIN, "{\"name\":\"test library\"}");
-	cr_assert_eq(p.status, 201, "create library: %ld %s", p.status, p.body);
+	H_ASSERT(p.status == 201, "create library: %ld %s", p.status, p.body);
 	snprintf(out->id, sizeof out->id, "%s", json_string_value(json_object_get(p.json, "library_id")));
 	snprintf(out->join, sizeof out->join, "%s", json_string_value(json_object_get(p.json, "join_token")));
 	h_resp_free(&p);
@@ -239,11 +239,11 @@ void h_device(struct relay *r, const struct lib *l, struct dev *out)
 	char path[128], body[128];
 	struct resp p;
 
-	cr_assert(sr_uuid_random(out->id) == 0);
+	H_ASSERT(sr_uuid_random(out->id) == 0, "no random bytes");
 	snprintf(path, sizeof path, "/v1/libraries/%s/devices", l->id);
 	snprintf(body, sizeof body, "{\"device_id\":\"%s\",\"name\":\"dev\"}", out->id);
 	h_http(&p, r, "POST", path, l->join, body);
-	cr_assert_eq(p.status, 201, "enroll: %ld %s", p.status, p.body);
+	H_ASSERT(p.status == 201, "enroll: %ld %s", p.status, p.body);
 	snprintf(out->token, sizeof out->token, "%s", json_string_value(json_object_get(p.json, "token")));
 	h_resp_free(&p);
 }
@@ -260,7 +260,7 @@ void h_schema_ref(struct relay *r, const struct lib *l, const struct dev *d)
 	       "{\"field\":\"content_id\",\"model\":\"content_identity\"},"
 	       "{\"field\":\"parent_id\",\"model\":\"entry\"}]},"
 	       "{\"name\":\"content_identity\",\"kind\":\"shared\"}]}");
-	cr_assert_eq(p.status, 200, "schema: %ld %s", p.status, p.body);
+	H_ASSERT(p.status == 200, "schema: %ld %s", p.status, p.body);
 	h_resp_free(&p);
 }
 

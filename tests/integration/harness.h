@@ -9,8 +9,20 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <criterion/criterion.h>
 #include <jansson.h>
+
+/* The harness serves Criterion tests and, built with H_STANDALONE, the benchmarks: a failed
+ * step fails the test, or ends the benchmark with the reason. */
+#ifdef H_STANDALONE
+#include <stdio.h>
+#include <stdlib.h>
+#define H_FAIL(...) (fprintf(stderr, "bench: " __VA_ARGS__), fputc('\n', stderr), exit(1))
+#define H_ASSERT(cond, ...) do { if (!(cond)) H_FAIL(__VA_ARGS__); } while (0)
+#else
+#include <criterion/criterion.h>
+#define H_FAIL(...) cr_assert_fail(__VA_ARGS__)
+#define H_ASSERT(cond, ...) cr_assert(cond, __VA_ARGS__)
+#endif
 
 #include "syncrelay_codec.h"
 
