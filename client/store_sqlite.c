@@ -74,7 +74,8 @@ int store_open(struct store **out, const char *path, char *err, size_t errlen)
 	}
 	/* several processes may share a store: readers never refused, writers wait their turn */
 	sqlite3_busy_timeout(s->db, 30000);
-	if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, &msg) ||
+	if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+				  " PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456;", NULL, NULL, &msg) ||
 	    sqlite3_exec(s->db, schema_sql, NULL, NULL, &msg)) {
 		snprintf(err, errlen, "could not prepare store \"%s\": %s", path, msg ? msg : "?");
 		sqlite3_free(msg);

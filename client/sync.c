@@ -210,7 +210,7 @@ static int backfill(sr_client *c)
 			const char *next;
 
 			snprintf(path, sizeof path, "/v1/libraries/%s/records?model=%s&include_deleted=1&limit=%d&after=%s",
-				 c->library, model, PAGE, i == start && after ? after : "");
+				 c->library, model, PAGE, after ? after : "");
 			if ((rc = relay_call(c, "GET", path, NULL, 120, &j)))
 				break;
 			next = json_string_value(json_object_get(j, "next_after"));

@@ -81,7 +81,7 @@ static int local_digests(sr_client *c, struct dset *d)
 	return 0;
 }
 
-static int relay_digests(sr_client *c, struct dset *d)
+static int relay_digests(sr_client *c, struct dset *d, long long *head)
 {
 	char path[128];
 	json_t *j = NULL, *scopes;
@@ -92,6 +92,7 @@ static int relay_digests(sr_client *c, struct dset *d)
 	if ((rc = relay_call(c, "GET", path, NULL, 60, &j)))
 		return rc;
 	scopes = json_object_get(j, "scopes");
+	*head = json_integer_value(json_object_get(j, "head"));
 	for (i = 0; i < json_array_size(scopes); i++) {
 		json_t *s = json_array_get(scopes, i);
 		const char *owner = json_string_value(json_object_get(s, "owner"));
@@ -125,51 +126,50 @@ struct idlist {
 	size_t n, cap;
 };
 
-static int idlist_has(const struct idlist *l, const char *id)
+static int idlist_add(struct idlist *l, const char *id)
 {
-	size_t i;
-
-	for (i = 0; i < l->n; i++)
-		if (!strcmp(l->ids[i], id))
-			return 1;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		void *p = realloc(l->ids, cap * sizeof *l->ids);
+		if (!p)
+			return -1;
+		l->ids = p;
+		l->cap = cap;
+	}
+	memcpy(l->ids[l->n++], id, SR_UUID_LEN + 1);
 	return 0;
 }
 
-struct bucket_walk {
-	sr_client *c;
-	struct idlist *relay_ids;
+static int cmp_id(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+struct scope_walk {
+	const struct idlist *relay; /* sorted */
+	const char *mismatched;     /* [SR_BUCKETS] */
 	struct idlist stale;
 };
 
 static int collect_stale(void *arg, const struct srec *r)
 {
-	struct bucket_walk *w = arg;
+	struct scope_walk *w = arg;
 
-	if (idlist_has(w->relay_ids, r->record_id))
+	if (!w->mismatched[sr_bucket(r->record_id)] ||
+	    bsearch(r->record_id, w->relay->ids, w->relay->n, sizeof *w->relay->ids, cmp_id))
 		return 0;
-	if (w->stale.n == w->stale.cap) {
-		size_t cap = w->stale.cap ? 2 * w->stale.cap : 16;
-		void *p = realloc(w->stale.ids, cap * sizeof *w->stale.ids);
-		if (!p)
-			return -1;
-		w->stale.ids = p;
-		w->stale.cap = cap;
-	}
-	memcpy(w->stale.ids[w->stale.n++], r->record_id, SR_UUID_LEN + 1);
-	return 0;
+	return idlist_add(&w->stale, r->record_id);
 }
 
-/* Fetches one bucket's records from the relay and makes the local bucket equal to it. */
-static int repair_bucket(sr_client *c, const struct dscope *s, int bucket, struct repair *rep)
+/* Fetches one bucket's records from the relay and makes each local copy equal to the
+ * relay's; inside the caller's transaction. The ids seen are added to ids. */
+static int fetch_bucket(sr_client *c, const struct dscope *s, int bucket, struct repair *rep,
+			struct idlist *ids)
 {
 	char path[512], after[SR_UUID_LEN + 1] = "";
-	struct idlist ids = {0};
-	struct bucket_walk w = {.c = c, .relay_ids = &ids};
 	int rc = 0;
 	size_t i;
 
-	if (store_begin(c->st))
-		return cerr(c, SR_ESTORE, "could not begin: %s", store_errmsg(c->st));
 	for (;;) {
 		json_t *j = NULL, *recs;
 		const char *next;
@@ -198,18 +198,11 @@ static int repair_bucket(sr_client *c, const struct dscope *s, int bucket, struc
 			memcpy(r.hlc, h, sizeof r.hlc);
 			r.deleted = json_is_true(json_object_get(rj, "deleted"));
 			r.data = r.deleted || !json_is_object(d) ? NULL : sr_canonical(d);
-			if (ids.n == ids.cap) {
-				size_t cap = ids.cap ? 2 * ids.cap : 64;
-				void *p = realloc(ids.ids, cap * sizeof *ids.ids);
-				if (!p) {
-					srec_clear(&r);
-					rc = cerr(c, SR_ENOMEM, "out of memory");
-					break;
-				}
-				ids.ids = p;
-				ids.cap = cap;
+			if (idlist_add(ids, id)) {
+				srec_clear(&r);
+				rc = cerr(c, SR_ENOMEM, "out of memory");
+				break;
 			}
-			memcpy(ids.ids[ids.n++], id, SR_UUID_LEN + 1);
 			found = store_record_get(c->st, s->model, id, &cur);
 			same = found == 1 && !strcmp(cur.hlc, r.hlc) && cur.deleted == r.deleted &&
 			       ((!cur.data && !r.data) || (cur.data && r.data && !strcmp(cur.data, r.data)));
@@ -228,8 +221,51 @@ static int repair_bucket(sr_client *c, const struct dscope *s, int bucket, struc
 		if (rc || !next)
 			break;
 	}
-	if (!rc && store_records_each(c->st, s->model, s->owner, bucket, collect_stale, &w))
-		rc = cerr(c, SR_ESTORE, "could not read the store: %s", store_errmsg(c->st));
+	return rc;
+}
+
+/* Compares a scope's buckets with the relay's, fetches only the mismatched ones, and
+ * removes local records of those buckets the relay does not have; one transaction. */
+static int repair_scope(sr_client *c, const struct dscope *s, struct repair *rep)
+{
+	char path[256], mismatched[SR_BUCKETS] = {0};
+	json_t *j = NULL, *buckets;
+	long long rcount[SR_BUCKETS] = {0};
+	uint64_t rhash[SR_BUCKETS] = {0};
+	struct idlist ids = {0};
+	struct scope_walk w = {.relay = &ids, .mismatched = mismatched};
+	size_t i;
+	int b, any = 0, rc;
+
+	snprintf(path, sizeof path, "/v1/libraries/%s/digest/buckets?model=%s&owner=%s", c->library, s->model,
+		 s->owner);
+	if ((rc = relay_call(c, "GET", path, NULL, 60, &j)))
+		return rc;
+	buckets = json_object_get(j, "buckets");
+	for (i = 0; i < json_array_size(buckets); i++) {
+		json_t *bj = json_array_get(buckets, i);
+		b = (int)json_integer_value(json_object_get(bj, "bucket"));
+		if (b < 0 || b >= SR_BUCKETS)
+			continue;
+		rcount[b] = json_integer_value(json_object_get(bj, "count"));
+		sr_hash_parse(&rhash[b], json_string_value(json_object_get(bj, "hash")));
+	}
+	json_decref(j);
+	for (b = 0; b < SR_BUCKETS; b++)
+		any |= mismatched[b] = rcount[b] != s->bcount[b] || rhash[b] != s->bhash[b];
+	if (!any)
+		return 0;
+	if (store_begin(c->st))
+		return cerr(c, SR_ESTORE, "could not begin: %s", store_errmsg(c->st));
+	for (b = 0; b < SR_BUCKETS && !rc; b++)
+		if (mismatched[b])
+			rc = fetch_bucket(c, s, b, rep, &ids);
+	if (!rc) {
+		qsort(ids.ids, ids.n, sizeof *ids.ids, cmp_id);
+		/* one scan of the scope finds what the relay lacks in every mismatched bucket */
+		if (store_records_each(c->st, s->model, s->owner, -1, collect_stale, &w))
+			rc = cerr(c, SR_ESTORE, "could not read the store: %s", store_errmsg(c->st));
+	}
 	for (i = 0; !rc && i < w.stale.n; i++) {
 		if (store_record_remove(c->st, s->model, w.stale.ids[i]) ||
 		    store_pending_clear(c->st, s->model, w.stale.ids[i]))
@@ -245,62 +281,39 @@ static int repair_bucket(sr_client *c, const struct dscope *s, int bucket, struc
 	return rc;
 }
 
-static int repair_scope(sr_client *c, const struct dscope *s, struct repair *rep)
-{
-	char path[256];
-	json_t *j = NULL, *buckets;
-	long long rcount[SR_BUCKETS] = {0};
-	uint64_t rhash[SR_BUCKETS] = {0};
-	size_t i;
-	int b, rc;
-
-	snprintf(path, sizeof path, "/v1/libraries/%s/digest/buckets?model=%s&owner=%s", c->library, s->model,
-		 s->owner);
-	if ((rc = relay_call(c, "GET", path, NULL, 60, &j))) {
-		/* a scope the relay's schema no longer has, or an unknown model: nothing to fetch */
-		return rc;
-	}
-	buckets = json_object_get(j, "buckets");
-	for (i = 0; i < json_array_size(buckets); i++) {
-		json_t *bj = json_array_get(buckets, i);
-		b = (int)json_integer_value(json_object_get(bj, "bucket"));
-		if (b < 0 || b >= SR_BUCKETS)
-			continue;
-		rcount[b] = json_integer_value(json_object_get(bj, "count"));
-		sr_hash_parse(&rhash[b], json_string_value(json_object_get(bj, "hash")));
-	}
-	json_decref(j);
-	for (b = 0; b < SR_BUCKETS && !rc; b++)
-		if (rcount[b] != s->bcount[b] || rhash[b] != s->bhash[b])
-			rc = repair_bucket(c, s, b, rep);
-	return rc;
-}
-
 int sr_client_verify(sr_client *c, int repair, char **out)
 {
 	struct dset d = {0};
 	struct repair rep = {0};
 	json_t *j = NULL, *arr;
-	int i, rc, all = 1;
+	long long head = 0;
+	int i, rc, all = 1, tries, behind = 0;
 
 	*out = NULL;
 	if (!c->enrolled)
 		return cerr(c, SR_ESTATE, "this store is not enrolled (run enroll first)");
-	/* compare like with like: local writes pushed, relay changes pulled */
+	/* compare like with like: local writes pushed, relay changes pulled; a relay that moved on
+	 * meanwhile is pulled again, and a replica still behind is reported, not repaired */
 	if (repair && (rc = client_sync_once(c)))
 		return rc;
-	if ((rc = local_digests(c, &d)) || (rc = relay_digests(c, &d)))
-		goto cleanup;
-	if (repair) {
+	for (tries = 0;; tries++) {
+		d.n = 0;
+		if ((rc = local_digests(c, &d)) || (rc = relay_digests(c, &d, &head)))
+			goto cleanup;
+		behind = head > store_meta_int(c->st, "cursor", 0);
+		if (!repair || !behind || tries == 3)
+			break;
+		if ((rc = client_sync_once(c)))
+			goto cleanup;
+	}
+	if (repair && !behind) {
 		for (i = 0; i < d.n && !rc; i++)
 			if (!scope_matches(&d.s[i]))
 				rc = repair_scope(c, &d.s[i], &rep);
 		if (rc)
 			goto cleanup;
-		for (i = 0; i < d.n; i++)
-			d.s[i].on_relay = 0, d.s[i].rcount = 0, d.s[i].rhash = 0;
 		d.n = 0;
-		if ((rc = local_digests(c, &d)) || (rc = relay_digests(c, &d)))
+		if ((rc = local_digests(c, &d)) || (rc = relay_digests(c, &d, &head)))
 			goto cleanup;
 	}
 	arr = json_array();
