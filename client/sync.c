@@ -311,6 +311,15 @@ static int pull_once(sr_client *c, long wait, int *more, long *applied)
 		if (store_meta_set(c->st, "state", "fresh"))
 			return cerr(c, SR_ESTORE, "could not reset the state: %s", store_errmsg(c->st));
 		rc = backfill(c);
+		/* reconcile: the repair pass removes what the relay no longer has (local writes
+		 * were pushed first, so they are on the relay) */
+		if (!rc) {
+			char *report = NULL;
+			rc = sr_client_verify(c, 1, &report);
+			free(report);
+			if (rc == SR_EMISMATCH)
+				rc = 0;
+		}
 		*more = 1;
 		return rc;
 	}
