@@ -291,12 +291,47 @@ static int local_write(sr_client *c, const char *model, const char *record_id, c
 	return rc;
 }
 
+int sr_client_write_begin(sr_client *c)
+{
+	int rc;
+
+	if ((rc = need_enrolled(c)))
+		return rc;
+	if (c->in_batch)
+		return cerr(c, SR_ESTATE, "a write batch is already open");
+	if (store_begin(c->st))
+		return cerr(c, SR_ESTORE, "could not begin a local transaction: %s", store_errmsg(c->st));
+	c->in_batch = 1;
+	return 0;
+}
+
+int sr_client_write_commit(sr_client *c)
+{
+	if (!c->in_batch)
+		return cerr(c, SR_ESTATE, "no write batch is open");
+	c->in_batch = 0;
+	if (store_commit(c->st)) {
+		store_rollback(c->st);
+		return cerr(c, SR_ESTORE, "could not commit: %s", store_errmsg(c->st));
+	}
+	return 0;
+}
+
+void sr_client_write_rollback(sr_client *c)
+{
+	if (c->in_batch)
+		store_rollback(c->st);
+	c->in_batch = 0;
+}
+
 static int write_one(sr_client *c, const char *model, const char *record_id, const json_t *data)
 {
 	int rc;
 
 	if ((rc = need_enrolled(c)))
 		return rc;
+	if (c->in_batch)
+		return local_write(c, model, record_id, data);
 	if (store_begin(c->st))
 		return cerr(c, SR_ESTORE, "could not begin a local transaction: %s", store_errmsg(c->st));
 	rc = local_write(c, model, record_id, data);
@@ -383,6 +418,8 @@ int sr_client_import(sr_client *c, const char *model, const char *jsonl_path, lo
 	*count = 0;
 	if ((rc = need_enrolled(c)))
 		return rc;
+	if (c->in_batch)
+		return cerr(c, SR_ESTATE, "a write batch is open: commit it first");
 	f = fopen(jsonl_path, "r");
 	if (!f)
 		return cerr(c, SR_EINVAL, "could not open \"%s\": %s", jsonl_path, strerror(errno));

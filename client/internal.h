@@ -28,6 +28,7 @@ struct sr_client {
 	sr_link_fn link_fn;
 	void *link_arg;
 	int progress;
+	int in_batch; /* a sr_client_write_begin() transaction is open */
 };
 
 /* Sets the handle's message and returns code. */

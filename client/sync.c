@@ -384,6 +384,8 @@ int sr_client_sync(sr_client *c, const sr_sync_opts *opts)
 
 	if (!c->enrolled)
 		return cerr(c, SR_ESTATE, "this store is not enrolled (run enroll first)");
+	if (c->in_batch)
+		return cerr(c, SR_ESTATE, "a write batch is open: commit it first");
 	if (!opts)
 		opts = &def;
 	if ((rc = push_outbox(c)) || (rc = pull_to_head(c)) || !opts->watch)

@@ -292,6 +292,8 @@ int sr_client_verify(sr_client *c, int repair, char **out)
 	*out = NULL;
 	if (!c->enrolled)
 		return cerr(c, SR_ESTATE, "this store is not enrolled (run enroll first)");
+	if (c->in_batch)
+		return cerr(c, SR_ESTATE, "a write batch is open: commit it first");
 	/* compare like with like: local writes pushed, relay changes pulled; a relay that moved on
 	 * meanwhile is pulled again, and a replica still behind is reported, not repaired */
 	if (repair && (rc = client_sync_once(c)))

@@ -164,6 +164,24 @@ struct ctx {
 	int progress;
 };
 
+/* Writes go in batches of SYNC_EVERY, each one local transaction, pushed as soon as it is
+ * committed: watchers see the index grow. */
+static int flush(struct ctx *x)
+{
+	int rc = sr_client_write_commit(x->c);
+
+	x->since_sync = 0;
+	if (!rc)
+		rc = sr_client_sync(x->c, NULL);
+	return rc ? rc : sr_client_write_begin(x->c);
+}
+
+static int counted(struct ctx *x)
+{
+	x->written++;
+	return ++x->since_sync >= SYNC_EVERY ? flush(x) : 0;
+}
+
 /* Writes data to (model, id) unless the record already holds exactly it. */
 static int put_if_changed(struct ctx *x, const char *model, const char *id, json_t *data)
 {
@@ -182,13 +200,7 @@ static int put_if_changed(struct ctx *x, const char *model, const char *id, json
 	free(want);
 	if (rc)
 		return rc;
-	x->written++;
-	/* push as we go, so watchers see the index grow */
-	if (++x->since_sync >= SYNC_EVERY) {
-		x->since_sync = 0;
-		rc = sr_client_sync(x->c, NULL);
-	}
-	return rc;
+	return counted(x);
 }
 
 /* 1 when the stored entry, without content_id, equals base and has a content_id. */
@@ -295,6 +307,8 @@ int cmd_index(sr_client *c, const char *dir, int json, int progress_on)
 	if (nftw(root, on_entry, 64, FTW_PHYS) != 0)
 		return fprintf(stderr, "syncrelay: could not walk \"%s\": %s\n", root, strerror(errno)), 1;
 
+	if ((rc = sr_client_write_begin(c)))
+		goto libfail;
 	loc = json_pack("{s:s, s:s}", "name", base_name(root), "path", root);
 	rc = put_if_changed(&x, "location", walk.location, loc);
 	json_decref(loc);
@@ -311,11 +325,8 @@ int cmd_index(sr_client *c, const char *dir, int json, int progress_on)
 			rc = want ? sr_client_put(c, "entry", it->id, want) : SR_ENOMEM;
 			free(want);
 			it->base_written = 1;
-			x.written++;
-			if (!rc && ++x.since_sync >= SYNC_EVERY) {
-				x.since_sync = 0;
-				rc = sr_client_sync(c, NULL);
-			}
+			if (!rc)
+				rc = counted(&x);
 		} else if (!linked && !it->is_dir) {
 			it->base_written = 1; /* indexed before but never linked */
 		}
@@ -361,7 +372,7 @@ int cmd_index(sr_client *c, const char *dir, int json, int progress_on)
 		rc = sr_client_delete(c, "entry", rm.gone[i]);
 		x.deleted++;
 	}
-	if (rc || (rc = sr_client_sync(c, NULL)))
+	if (rc || (rc = sr_client_write_commit(c)) || (rc = sr_client_sync(c, NULL)))
 		goto libfail;
 	if (json)
 		printf("{\"location_id\":\"%s\",\"entries\":%zu,\"files\":%zu,\"written\":%ld,\"deleted\":%ld}\n",
@@ -373,6 +384,7 @@ int cmd_index(sr_client *c, const char *dir, int json, int progress_on)
 	goto cleanup;
 libfail:
 	fprintf(stderr, "syncrelay: index: %s\n", sr_client_errmsg(c)[0] ? sr_client_errmsg(c) : sr_strerror(rc));
+	sr_client_write_rollback(c);
 	rc = 1;
 cleanup:
 	for (i = 0; i < walk.n; i++)

@@ -68,6 +68,12 @@ int sr_client_schema_get(sr_client *c, char **out);
 /* Local writes: stamped, stored and queued for push in one local transaction. */
 int sr_client_put(sr_client *c, const char *model, const char *record_id, const char *data_json);
 int sr_client_delete(sr_client *c, const char *model, const char *record_id);
+/* Groups the local writes that follow (put, delete) into one local transaction, for bulk
+ * work; end it with sr_client_write_commit() or sr_client_write_rollback(). Sync, import and
+ * verify are refused while it is open. */
+int sr_client_write_begin(sr_client *c);
+int sr_client_write_commit(sr_client *c);
+void sr_client_write_rollback(sr_client *c);
 /* The canonical text of a live record's data; SR_ENOTFOUND for absent or deleted. */
 int sr_client_get(sr_client *c, char **out, const char *model, const char *record_id);
 /* Calls fn(arg, record_id, data) for every live record of model, ordered by record_id; data
