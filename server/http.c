@@ -1,5 +1,6 @@
 /*
- * HTTP daemon. libmicrohttpd runs a pool of epoll threads; each request is collected
+ * HTTP daemon. libmicrohttpd runs a pool of poll() threads (not epoll: in 0.9.75 quiescing
+ * an epoll pool races with its workers and can abort the process); each request is collected
  * into a struct req (its *req_cls), dispatched once its body is complete, and freed in
  * one completion callback. Held long-polls are suspended connections owned by longpoll.c,
  * so they take no thread while they wait.
@@ -285,7 +286,7 @@ int http_start(const char *listen, int *bound_port)
 	struct addrinfo hints = {0}, *ai = NULL;
 	char host[256];
 	const char *colon, *port;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	const union MHD_DaemonInfo *info;
 	int rc;
