@@ -88,6 +88,18 @@ int client_load_schema(sr_client *c)
 	return rc ? cerr(c, SR_ESTORE, "the stored schema is unreadable: %s", err) : 0;
 }
 
+void client_load_clock(sr_client *c)
+{
+	uint64_t ms = (uint64_t)store_meta_int(c->st, "hlc_ms", 0);
+	uint64_t counter = (uint64_t)store_meta_int(c->st, "hlc_counter", 0);
+
+	/* another process on this store may have moved the clock: never go behind it */
+	if (ms > c->clk.ms || (ms == c->clk.ms && counter > c->clk.counter)) {
+		c->clk.ms = ms;
+		c->clk.counter = counter;
+	}
+}
+
 int client_save_clock(sr_client *c)
 {
 	if (store_meta_set_int(c->st, "hlc_ms", (int64_t)c->clk.ms) ||
@@ -279,13 +291,19 @@ static int local_write(sr_client *c, const char *model, const char *record_id, c
 	snprintf(r.model, sizeof r.model, "%s", model);
 	snprintf(r.record_id, sizeof r.record_id, "%s", record_id);
 	snprintf(r.owner, sizeof r.owner, "%s", m->device_owned ? c->device : "");
+	client_load_clock(c);
 	hlc_tick(&c->clk, hlc_wall_ms(), r.hlc);
 	r.deleted = data == NULL;
 	r.data = data ? sr_canonical(data) : NULL;
 	if (data && !r.data)
 		return cerr(c, SR_ENOMEM, "out of memory");
-	if (client_apply(c, &r, 0) < 0 ||
-	    store_outbox_add(c->st, r.hlc, model, record_id, r.deleted, r.data) || client_save_clock(c))
+	found = client_apply(c, &r, 0);
+	if (found == 0)
+		/* cannot happen with a monotonic clock; refuse rather than queue a lost write */
+		rc = cerr(c, SR_ESTORE, "the stored %s record %s is newer than this device's clock", model,
+			  record_id);
+	else if (found < 0 || store_outbox_add(c->st, r.hlc, model, record_id, r.deleted, r.data) ||
+		 client_save_clock(c))
 		rc = cerr(c, SR_ESTORE, "could not write locally: %s", store_errmsg(c->st));
 	srec_clear(&r);
 	return rc;
@@ -461,6 +479,11 @@ int sr_client_import(sr_client *c, const char *model, const char *jsonl_path, lo
 	}
 	progress(c, "import", *count, *count);
 	return 0;
+}
+
+long sr_client_rejected(sr_client *c)
+{
+	return (long)store_rejected_count(c->st);
 }
 
 /* ---- status ---- */

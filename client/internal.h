@@ -44,6 +44,9 @@ int relay_call(sr_client *c, const char *method, const char *path, const char *b
 int client_load_schema(sr_client *c);
 /* Fetches the schema from the relay and keeps it. */
 int client_fetch_schema(sr_client *c);
+/* Takes the stored clock when it is ahead (inside the caller's write transaction, so two
+ * processes on one store never stamp alike). */
+void client_load_clock(sr_client *c);
 /* Persists the clock (inside the caller's transaction). */
 int client_save_clock(sr_client *c);
 

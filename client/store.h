@@ -48,8 +48,13 @@ int store_records_each(struct store *s, const char *model, const char *owner, in
 
 int store_outbox_add(struct store *s, const char *hlc, const char *model, const char *record_id,
 		     int op, const char *data);
-/* Up to limit oldest outbox changes; *n set; *max_id the last id. ch[i].data owned. */
-int store_outbox_peek(struct store *s, int limit, sr_change *ch, int *n, int64_t *max_id);
+/* Up to limit oldest outbox changes with their row ids; *n set. ch[i].data owned. */
+int store_outbox_peek(struct store *s, int limit, sr_change *ch, int64_t *ids, int *n);
+/* Moves outbox row id to the rejected table with the relay's reason. */
+int store_outbox_reject(struct store *s, int64_t id, long status, const char *code, const char *detail);
+int64_t store_rejected_count(struct store *s);
+/* 1 when (model, record_id) has a change waiting in the outbox. */
+int store_outbox_has(struct store *s, const char *model, const char *record_id);
 int store_outbox_remove_upto(struct store *s, int64_t max_id);
 int64_t store_outbox_count(struct store *s);
 

@@ -8,7 +8,7 @@
 
 enum {
 	Q_META_GET, Q_META_SET, Q_REC_GET, Q_REC_PUT, Q_REC_DEL, Q_OUT_ADD, Q_OUT_PEEK, Q_OUT_DEL,
-	Q_OUT_COUNT, Q_PEND_CLEAR, Q_PEND_ADD, Q_PEND_FIND, Q_PEND_DEL, Q_LIVE, Q_COUNT
+	Q_OUT_COUNT, Q_OUT_REJECT, Q_OUT_REJECT_DEL, Q_REJ_COUNT, Q_OUT_HAS, Q_PEND_CLEAR, Q_PEND_ADD, Q_PEND_FIND, Q_PEND_DEL, Q_LIVE, Q_COUNT
 };
 
 static const char *const sqls[Q_COUNT] = {
@@ -25,6 +25,11 @@ static const char *const sqls[Q_COUNT] = {
 	[Q_OUT_PEEK] = "SELECT id, hlc, model, record_id, op, data FROM outbox ORDER BY id LIMIT ?1",
 	[Q_OUT_DEL] = "DELETE FROM outbox WHERE id <= ?1",
 	[Q_OUT_COUNT] = "SELECT count(*) FROM outbox",
+	[Q_OUT_REJECT] = "INSERT INTO rejected (hlc, model, record_id, op, data, status, code, detail)"
+			 " SELECT hlc, model, record_id, op, data, ?2, ?3, ?4 FROM outbox WHERE id = ?1",
+	[Q_OUT_REJECT_DEL] = "DELETE FROM outbox WHERE id = ?1",
+	[Q_REJ_COUNT] = "SELECT count(*) FROM rejected",
+	[Q_OUT_HAS] = "SELECT 1 FROM outbox WHERE model = ?1 AND record_id = ?2 LIMIT 1",
 	[Q_PEND_CLEAR] = "DELETE FROM pending_refs WHERE model = ?1 AND record_id = ?2",
 	[Q_PEND_ADD] = "INSERT OR REPLACE INTO pending_refs (model, record_id, field, target_model, target_id)"
 		       " VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -41,6 +46,10 @@ static const char *const schema_sql =
 	" PRIMARY KEY (model, record_id));"
 	"CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, hlc TEXT NOT NULL,"
 	" model TEXT NOT NULL, record_id TEXT NOT NULL, op INTEGER NOT NULL, data TEXT);"
+	"CREATE INDEX IF NOT EXISTS outbox_record ON outbox (model, record_id);"
+	"CREATE TABLE IF NOT EXISTS rejected (id INTEGER PRIMARY KEY AUTOINCREMENT, hlc TEXT NOT NULL,"
+	" model TEXT NOT NULL, record_id TEXT NOT NULL, op INTEGER NOT NULL, data TEXT, status INTEGER,"
+	" code TEXT, detail TEXT);"
 	"CREATE TABLE IF NOT EXISTS pending_refs (model TEXT NOT NULL, record_id TEXT NOT NULL,"
 	" field TEXT NOT NULL, target_model TEXT NOT NULL, target_id TEXT NOT NULL,"
 	" PRIMARY KEY (model, record_id, field));"
@@ -285,7 +294,7 @@ int store_outbox_add(struct store *s, const char *hlc, const char *model, const 
 	return run(bind(s, Q_OUT_ADD, 5, p));
 }
 
-int store_outbox_peek(struct store *s, int limit, sr_change *ch, int *n, int64_t *max_id)
+int store_outbox_peek(struct store *s, int limit, sr_change *ch, int64_t *ids, int *n)
 {
 	sqlite3_stmt *st = s->st[Q_OUT_PEEK];
 	int rc;
@@ -298,7 +307,7 @@ int store_outbox_peek(struct store *s, int limit, sr_change *ch, int *n, int64_t
 		const unsigned char *t;
 
 		memset(c, 0, sizeof *c);
-		*max_id = sqlite3_column_int64(st, 0);
+		ids[*n] = sqlite3_column_int64(st, 0);
 		snprintf(c->hlc, sizeof c->hlc, "%s", (t = sqlite3_column_text(st, 1)) ? (const char *)t : "");
 		snprintf(c->model, sizeof c->model, "%s", (t = sqlite3_column_text(st, 2)) ? (const char *)t : "");
 		snprintf(c->record_id, sizeof c->record_id, "%s",
@@ -309,6 +318,46 @@ int store_outbox_peek(struct store *s, int limit, sr_change *ch, int *n, int64_t
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_outbox_reject(struct store *s, int64_t id, long status, const char *code, const char *detail)
+{
+	sqlite3_stmt *st = s->st[Q_OUT_REJECT];
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, status);
+	sqlite3_bind_text(st, 3, code ? code : "", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 4, detail ? detail : "", -1, SQLITE_TRANSIENT);
+	if (run(st))
+		return -1;
+	st = s->st[Q_OUT_REJECT_DEL];
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, id);
+	return run(st);
+}
+
+int64_t store_rejected_count(struct store *s)
+{
+	sqlite3_stmt *st = s->st[Q_REJ_COUNT];
+	int64_t n = -1;
+
+	sqlite3_reset(st);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return n;
+}
+
+int store_outbox_has(struct store *s, const char *model, const char *record_id)
+{
+	const char *p[2] = {model, record_id};
+	sqlite3_stmt *st = bind(s, Q_OUT_HAS, 2, p);
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
 int store_outbox_remove_upto(struct store *s, int64_t max_id)

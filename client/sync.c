@@ -66,21 +66,45 @@ int client_apply(sr_client *c, const struct srec *r, int force)
 
 /* ---- push ---- */
 
+#define PUSH_MAX_BYTES (8 * 1024 * 1024) /* half the relay's default body limit */
+
+/* A change the relay refuses for good (its problem names the change's index) would block
+ * the outbox forever: it moves to the rejected table with the reason, and the rest goes on.
+ * A repair later puts the relay's version back in place of the refused local one. */
+static int reject(sr_client *c, int64_t id, json_t *problem)
+{
+	int rc = store_begin(c->st) ||
+		 store_outbox_reject(c->st, id, c->last_status, c->last_code,
+				     json_string_value(json_object_get(problem, "detail"))) ||
+		 store_commit(c->st);
+
+	if (rc) {
+		store_rollback(c->st);
+		return cerr(c, SR_ESTORE, "could not set a refused change aside: %s", store_errmsg(c->st));
+	}
+	return 0;
+}
+
 static int push_outbox(sr_client *c)
 {
 	sr_change *ch = calloc(PAGE, sizeof *ch);
+	int64_t *ids = calloc(PAGE, sizeof *ids);
 	char path[128];
 	long pushed = 0, total = (long)store_outbox_count(c->st);
-	int n, i, rc = 0;
-	int64_t max_id = 0;
+	int n, i, rc = 0, limit = PAGE;
 
-	if (!ch)
+	if (!ch || !ids) {
+		free(ch);
+		free(ids);
 		return cerr(c, SR_ENOMEM, "out of memory");
+	}
 	snprintf(path, sizeof path, "/v1/libraries/%s/changes", c->library);
 	while (!rc) {
 		sr_buf b = {0};
+		json_t *problem = NULL;
+		int sent = 0;
 
-		if (store_outbox_peek(c->st, PAGE, ch, &n, &max_id)) {
+		if (store_outbox_peek(c->st, limit, ch, ids, &n)) {
 			rc = cerr(c, SR_ESTORE, "could not read the outbox: %s", store_errmsg(c->st));
 			break;
 		}
@@ -88,9 +112,12 @@ static int push_outbox(sr_client *c)
 			break;
 		sr_buf_puts(&b, "{\"changes\":[");
 		for (i = 0; i < n; i++) {
-			if (i)
-				sr_buf_putc(&b, ',');
-			sr_change_write(&b, &ch[i]);
+			/* keep a batch well under the relay's body limit */
+			if (!sent || b.len < PUSH_MAX_BYTES) {
+				if (sent++)
+					sr_buf_putc(&b, ',');
+				sr_change_write(&b, &ch[i]);
+			}
 			sr_change_clear(&ch[i]);
 		}
 		sr_buf_puts(&b, "]}");
@@ -101,15 +128,29 @@ static int push_outbox(sr_client *c)
 		}
 		/* a crash from here until the outbox rows are gone re-pushes them: the relay counts
 		 * the repeats as duplicates */
-		rc = relay_call(c, "POST", path, b.p, 120, NULL);
+		rc = relay_call(c, "POST", path, b.p, 120, &problem);
 		sr_buf_free(&b);
-		if (!rc && store_outbox_remove_upto(c->st, max_id))
-			rc = cerr(c, SR_ESTORE, "could not clear the outbox: %s", store_errmsg(c->st));
-		pushed += n;
-		if (total > PAGE)
-			progress(c, "push", pushed < total ? pushed : total, total);
+		if (!rc) {
+			if (store_outbox_remove_upto(c->st, ids[sent - 1]))
+				rc = cerr(c, SR_ESTORE, "could not clear the outbox: %s", store_errmsg(c->st));
+			pushed += sent;
+			if (total > PAGE)
+				progress(c, "push", pushed < total ? pushed : total, total);
+		} else if (rc == SR_ERELAY && c->last_status == 413 && sent > 1) {
+			limit = sent / 2; /* a smaller relay limit: halve and try again */
+			rc = 0;
+		} else if (rc == SR_ERELAY && c->last_status >= 400 && c->last_status < 500 &&
+			   c->last_status != 401 && c->last_status != 429) {
+			json_t *ix = json_object_get(problem, "index");
+			json_int_t k = json_is_integer(ix) ? json_integer_value(ix) : (c->last_status == 413 ? 0 : -1);
+
+			if (k >= 0 && k < sent)
+				rc = reject(c, ids[k], problem);
+		}
+		json_decref(problem);
 	}
 	free(ch);
+	free(ids);
 	return rc;
 }
 
@@ -137,13 +178,14 @@ static int record_from_json(struct srec *r, const json_t *j)
 }
 
 /* Applies one records page in one transaction, saving where the backfill stands. */
-static int backfill_page(sr_client *c, json_t *page, int model_ix, const char *next_after, long *done)
+static int backfill_page(sr_client *c, json_t *page, const char *model, const char *next_after, long *done)
 {
 	json_t *recs = json_object_get(page, "records");
 	size_t i;
 
 	if (store_begin(c->st))
 		return cerr(c, SR_ESTORE, "could not begin: %s", store_errmsg(c->st));
+	client_load_clock(c);
 	for (i = 0; i < json_array_size(recs); i++) {
 		struct srec r;
 		sr_hlc h;
@@ -162,7 +204,8 @@ static int backfill_page(sr_client *c, json_t *page, int model_ix, const char *n
 		srec_clear(&r);
 	}
 	*done += (long)json_array_size(recs);
-	if (store_meta_set_int(c->st, "bf_model", model_ix) ||
+	/* saved by name: a schema that grew meanwhile may order the models differently */
+	if (store_meta_set(c->st, "bf_model", model) ||
 	    store_meta_set(c->st, "bf_after", next_after ? next_after : "") || client_save_clock(c) ||
 	    store_commit(c->st)) {
 		store_rollback(c->st);
@@ -189,12 +232,18 @@ static int backfill(sr_client *c)
 		h0 = json_integer_value(json_object_get(j, "head"));
 		json_decref(j);
 		if (store_begin(c->st) || store_meta_set_int(c->st, "bf_head", h0) ||
-		    store_meta_set_int(c->st, "bf_model", 0) || store_meta_set(c->st, "bf_after", "") ||
+		    store_meta_set(c->st, "bf_model", "") || store_meta_set(c->st, "bf_after", "") ||
 		    store_meta_set(c->st, "state", "backfilling") || store_commit(c->st)) {
 			store_rollback(c->st);
 			return cerr(c, SR_ESTORE, "could not start the backfill: %s", store_errmsg(c->st));
 		}
 	}
+	/* a schema that changed since this backfill began may order models differently: page
+	 * them all again (applying is idempotent), keeping the head read at the start */
+	if (store_meta_int(c->st, "bf_schema", -1) != c->schema_version &&
+	    (store_meta_set(c->st, "bf_model", "") || store_meta_set(c->st, "bf_after", "") ||
+	     store_meta_set_int(c->st, "bf_schema", c->schema_version)))
+		return cerr(c, SR_ESTORE, "could not save backfill progress: %s", store_errmsg(c->st));
 	order = calloc((size_t)c->schema.n + 1, sizeof *order);
 	if (!order)
 		return cerr(c, SR_ENOMEM, "out of memory");
@@ -202,8 +251,28 @@ static int backfill(sr_client *c)
 		free(order);
 		return cerr(c, SR_ERELAY, "the library schema cannot be ordered: %s", err);
 	}
-	start = (int)store_meta_int(c->st, "bf_model", 0);
+	/* resume: the model being paged, or the one after the last finished ("name>" marks done) */
+	start = 0;
+	{
+		char *bm = NULL;
+		size_t len;
+
+		store_meta_get(c->st, "bf_model", &bm);
+		len = bm ? strlen(bm) : 0;
+		for (i = 0; len && i < c->schema.n; i++) {
+			const char *nm = c->schema.models[order[i]].name;
+			if (!strncmp(bm, nm, strlen(nm)) && (bm[strlen(nm)] == '\0' || bm[strlen(nm)] == '>')) {
+				start = bm[strlen(nm)] == '>' ? i + 1 : i;
+				break;
+			}
+		}
+		free(bm);
+	}
 	store_meta_get(c->st, "bf_after", &after);
+	if (after && !*after) {
+		free(after);
+		after = NULL;
+	}
 	for (i = start; i < c->schema.n && !rc; i++) {
 		const char *model = c->schema.models[order[i]].name;
 		for (;;) {
@@ -214,8 +283,14 @@ static int backfill(sr_client *c)
 			if ((rc = relay_call(c, "GET", path, NULL, 120, &j)))
 				break;
 			next = json_string_value(json_object_get(j, "next_after"));
-			/* the next model starts from its beginning */
-			rc = next ? backfill_page(c, j, i, next, &done) : backfill_page(c, j, i + 1, NULL, &done);
+			if (next) {
+				rc = backfill_page(c, j, model, next, &done);
+			} else {
+				/* this model is done; the next one starts from its beginning */
+				char done_mark[SR_MODEL_MAX + 2];
+				snprintf(done_mark, sizeof done_mark, "%s>", model);
+				rc = backfill_page(c, j, done_mark, NULL, &done);
+			}
 			free(after);
 			after = next ? strdup(next) : NULL;
 			json_decref(j);
@@ -251,6 +326,7 @@ static int apply_page(sr_client *c, json_t *page)
 
 	if (store_begin(c->st))
 		return cerr(c, SR_ESTORE, "could not begin: %s", store_errmsg(c->st));
+	client_load_clock(c);
 	for (i = 0; i < json_array_size(changes) && !rc; i++) {
 		sr_change ch;
 		struct srec r = {0};
@@ -368,6 +444,13 @@ static int pull_to_head(sr_client *c)
 	return rc ? rc : ack(c);
 }
 
+static void sleep_s(double s)
+{
+	struct timespec t = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+
+	nanosleep(&t, NULL);
+}
+
 static double mono(void)
 {
 	struct timespec ts;
@@ -380,7 +463,7 @@ int sr_client_sync(sr_client *c, const sr_sync_opts *opts)
 {
 	sr_sync_opts def = SR_SYNC_OPTS_INIT;
 	double end, next_verify;
-	int rc;
+	int rc, lrc;
 
 	if (!c->enrolled)
 		return cerr(c, SR_ESTATE, "this store is not enrolled (run enroll first)");
@@ -388,8 +471,13 @@ int sr_client_sync(sr_client *c, const sr_sync_opts *opts)
 		return cerr(c, SR_ESTATE, "a write batch is open: commit it first");
 	if (!opts)
 		opts = &def;
-	if ((rc = push_outbox(c)) || (rc = pull_to_head(c)) || !opts->watch)
+	/* a refused push does not keep the device from pulling */
+	rc = push_outbox(c);
+	if (rc && rc != SR_ERELAY)
 		return rc;
+	lrc = pull_to_head(c);
+	if (rc || lrc || !opts->watch)
+		return rc ? rc : lrc;
 	end = opts->timeout_s > 0 ? mono() + opts->timeout_s : 0;
 	next_verify = mono() + (opts->verify_every_s > 0 ? opts->verify_every_s : 60);
 	while (!(opts->stop && *opts->stop)) {
@@ -404,8 +492,13 @@ int sr_client_sync(sr_client *c, const sr_sync_opts *opts)
 		 * are pushed at the next turn */
 		if (wait > 5)
 			wait = 5;
-		if ((rc = push_outbox(c)) || (rc = pull_once(c, wait, &more, &applied)))
-			return rc;
+		if ((rc = push_outbox(c)) || (rc = pull_once(c, wait, &more, &applied))) {
+			/* the relay away for a while does not end a watch: wait and go on */
+			if (rc != SR_ENETWORK && !(rc == SR_ERELAY && c->last_status >= 500))
+				return rc;
+			sleep_s(2);
+			continue;
+		}
 		if (!more && applied && (rc = ack(c)))
 			return rc;
 		if (mono() >= next_verify) {

@@ -146,6 +146,7 @@ static int cmp_id(const void *a, const void *b)
 }
 
 struct scope_walk {
+	struct store *st;
 	const struct idlist *relay; /* sorted */
 	const char *mismatched;     /* [SR_BUCKETS] */
 	struct idlist stale;
@@ -157,6 +158,9 @@ static int collect_stale(void *arg, const struct srec *r)
 
 	if (!w->mismatched[sr_bucket(r->record_id)] ||
 	    bsearch(r->record_id, w->relay->ids, w->relay->n, sizeof *w->relay->ids, cmp_id))
+		return 0;
+	/* a local write still waiting to be pushed is not stale: the relay has not seen it yet */
+	if (store_outbox_has(w->st, r->model, r->record_id))
 		return 0;
 	return idlist_add(&w->stale, r->record_id);
 }
@@ -207,8 +211,9 @@ static int fetch_bucket(sr_client *c, const struct dscope *s, int bucket, struct
 			same = found == 1 && !strcmp(cur.hlc, r.hlc) && cur.deleted == r.deleted &&
 			       ((!cur.data && !r.data) || (cur.data && r.data && !strcmp(cur.data, r.data)));
 			srec_clear(&cur);
-			/* the relay's copy wins even with an equal HLC: the local row was damaged */
-			if (found >= 0 && !same) {
+			/* the relay's copy wins even with an equal HLC: the local row was damaged;
+			 * but a local write still in the outbox is newer than anything the relay has */
+			if (found >= 0 && !same && !store_outbox_has(c->st, s->model, id)) {
 				if (client_apply(c, &r, 1) < 0)
 					rc = cerr(c, SR_ESTORE, "could not repair: %s", store_errmsg(c->st));
 				rep->replaced++;
@@ -233,7 +238,7 @@ static int repair_scope(sr_client *c, const struct dscope *s, struct repair *rep
 	long long rcount[SR_BUCKETS] = {0};
 	uint64_t rhash[SR_BUCKETS] = {0};
 	struct idlist ids = {0};
-	struct scope_walk w = {.relay = &ids, .mismatched = mismatched};
+	struct scope_walk w = {.st = c->st, .relay = &ids, .mismatched = mismatched};
 	size_t i;
 	int b, any = 0, rc;
 

@@ -167,6 +167,8 @@ int main(int argc, char **argv)
 		return fail("no store: give --store PATH or set SYNCRELAY_STORE");
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help"))
 		return usage();
+	if (strcmp(cmd, "enroll") && access(store, F_OK) != 0)
+		return fail("no store at \"%s\" (run enroll first)", store);
 	if ((lrc = sr_client_open(&c, store)))
 		return fail("could not open store \"%s\": %s", store, sr_strerror(lrc));
 	sr_client_set_progress(c, !json && isatty(2));
@@ -236,9 +238,15 @@ int main(int argc, char **argv)
 		if (argc)
 			rc = usage();
 		else {
+			long refused = sr_client_rejected(c);
+
 			signal(SIGINT, on_signal);
 			signal(SIGTERM, on_signal);
-			if ((lrc = sr_client_sync(c, &o)))
+			lrc = sr_client_sync(c, &o);
+			if (sr_client_rejected(c) > refused)
+				fprintf(stderr, "syncrelay: warning: the relay refused %ld local change(s); they are kept in the store's rejected table\n",
+					sr_client_rejected(c) - refused);
+			if (lrc)
 				rc = lib_fail(c, lrc);
 			else if (json && !sr_client_status(c, &out))
 				puts(out);

@@ -96,6 +96,10 @@ typedef struct sr_sync_opts {
 /* Pushes the outbox, pulls to head (backfilling first when fresh) and applies. */
 int sr_client_sync(sr_client *c, const sr_sync_opts *opts);
 
+/* How many local changes the relay refused for good (kept aside in the store's rejected
+ * table with the relay's reason; a verify --repair restores the relay's version). */
+long sr_client_rejected(sr_client *c);
+
 /* Status as JSON (PROTOCOL.md section 7 `status --json`). */
 int sr_client_status(sr_client *c, char **out);
 /* Compares local and relay digests; with repair, fetches mismatched buckets and heals them.

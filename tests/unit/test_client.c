@@ -349,7 +349,7 @@ Test(hlc, local_writes_are_stamped_in_order_and_queued_with_their_hlc)
 	char err[256], prev[SR_HLC_LEN + 1] = "", h[SR_HLC_LEN + 1], id[SR_UUID_LEN + 1];
 	sr_change ch[64];
 	int i, n = 0;
-	int64_t max_id = 0;
+	int64_t ids[64];
 
 	tmpstore_make(&t);
 	cr_assert_eq(store_open(&st, t.path, err, sizeof err), 0, "%s", err);
@@ -366,7 +366,7 @@ Test(hlc, local_writes_are_stamped_in_order_and_queued_with_their_hlc)
 		memcpy(prev, h, sizeof prev);
 	}
 	cr_assert_eq(store_outbox_count(c->st), 50);
-	cr_assert_eq(store_outbox_peek(c->st, 64, ch, &n, &max_id), 0);
+	cr_assert_eq(store_outbox_peek(c->st, 64, ch, ids, &n), 0);
 	cr_assert_eq(n, 50);
 	for (i = 0; i < n; i++) {
 		snprintf(id, sizeof id, "55555555-5555-4555-8555-%012d", i);
