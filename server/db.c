@@ -292,6 +292,11 @@ int db_begin(PGconn *c)
 	return simple(c, "BEGIN");
 }
 
+int db_begin_snapshot(PGconn *c)
+{
+	return simple(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+}
+
 int db_commit(PGconn *c)
 {
 	return simple(c, "COMMIT");
@@ -307,7 +312,8 @@ void db_problem(struct reply *out, PGconn *c, const PGresult *res)
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
 	if (!c || !res || PQstatus(c) != CONNECTION_OK) {
-		reply_problem(out, 503, "unavailable", "the database is unreachable; retry later");
+		reply_problem(out, 503, "unavailable",
+			      "no database connection could be had (all busy, or the database unreachable); retry later");
 		return;
 	}
 	if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strncmp(state, "57", 2) ||

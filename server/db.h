@@ -52,6 +52,8 @@ PGresult *db_exec(PGconn *c, enum stmt s, const char *const *params);
 /* 1 when res is COMMAND_OK or TUPLES_OK. */
 int db_ok(const PGresult *res);
 int db_begin(PGconn *c);
+/* A read-only snapshot: several statements see one state (head and digests agree). */
+int db_begin_snapshot(PGconn *c);
 int db_commit(PGconn *c);
 void db_rollback(PGconn *c);
 

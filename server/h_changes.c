@@ -44,9 +44,12 @@ static int pull_page(struct req *r, long long since, long long limit, int includ
 		goto cleanup;
 	head = l.head;
 	horizon = l.horizon;
-	if (since < horizon) {
+	/* a cursor beyond head means the relay lost history (a restored database): resync */
+	if (since < horizon || since > head) {
 		reply_problem_x(out, 410, "resync-required", json_pack("{s:I}", "horizon", (json_int_t)horizon),
-				"changes below seq %lld were compacted; backfill from records", horizon);
+				since < horizon ? "changes below seq %lld were compacted; backfill from records"
+						: "the cursor is beyond this library's head; backfill from records (horizon %lld)",
+				horizon);
 		goto cleanup;
 	}
 	snprintf(s_since, sizeof s_since, "%lld", since);

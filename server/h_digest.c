@@ -37,6 +37,10 @@ int h_digest(struct req *r, struct reply *out)
 		db_problem(out, NULL, NULL);
 		return HANDLER_DONE;
 	}
+	if (db_begin_snapshot(c)) {
+		db_problem(out, c, NULL);
+		goto cleanup;
+	}
 	if (library_load(c, r->lib, 0, &l, out))
 		goto cleanup;
 	if (model && !(m = library_model(&l, model, out)))

@@ -84,6 +84,20 @@ static const char *arr_end(sr_buf *b)
 	return b->oom ? NULL : b->p;
 }
 
+/* 1 when every array of a statement was built; an array lost to memory would bind as NULL
+ * and silently write nothing. */
+static int arrays_ok(const char *const *params, int n, struct reply *out)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (!params[i]) {
+			reply_problem(out, 500, "internal", "out of memory building the batch");
+			return 0;
+		}
+	return 1;
+}
+
 /* ---- batch state ---- */
 
 struct rec {
@@ -252,6 +266,8 @@ static int batch_dups(struct batch *b, PGconn *c, const char *lib, struct reply 
 	}
 	{
 		const char *params[2] = {lib, arr_end(&hl)};
+		if (!arrays_ok(params, 2, out))
+			goto cleanup;
 		res = db_exec(c, ST_PUSH_DUPS, params);
 	}
 	if (!db_ok(res)) {
@@ -368,6 +384,10 @@ static int batch_records(struct batch *b, PGconn *c, const char *lib, const stru
 			continue;
 		{
 			const char *params[3] = {lib, model, arr_end(&ids)};
+			if (!arrays_ok(params, 3, out)) {
+				sr_buf_free(&ids);
+				return -1;
+			}
 			res[*nres] = db_exec(c, ST_PUSH_CURRENT, params);
 		}
 		sr_buf_free(&ids);
@@ -486,6 +506,8 @@ static int batch_write(struct batch *b, PGconn *c, const char *lib, const char *
 	{
 		const char *p[8] = {lib, headtxt, dev, arr_end(&a[0]), arr_end(&a[1]), arr_end(&a[2]),
 				    arr_end(&a[3]), arr_end(&a[4])};
+		if (!arrays_ok(p, 8, out))
+			goto cleanup;
 		res = db_exec(c, ST_PUSH_CHANGES, p);
 	}
 	if (!db_ok(res))
@@ -509,6 +531,8 @@ static int batch_write(struct batch *b, PGconn *c, const char *lib, const char *
 	{
 		const char *p[8] = {lib, arr_end(&a[0]), arr_end(&a[1]), arr_end(&a[2]), arr_end(&a[3]),
 				    arr_end(&a[4]), arr_end(&a[5]), arr_end(&a[6])};
+		if (!arrays_ok(p, 8, out))
+			goto cleanup;
 		res = db_exec(c, ST_PUSH_RECORDS, p);
 	}
 	if (!db_ok(res))
@@ -527,6 +551,8 @@ static int batch_write(struct batch *b, PGconn *c, const char *lib, const char *
 	{
 		const char *p[6] = {lib, arr_end(&a[0]), arr_end(&a[1]), arr_end(&a[2]), arr_end(&a[3]),
 				    arr_end(&a[4])};
+		if (!arrays_ok(p, 6, out))
+			goto cleanup;
 		res = db_exec(c, ST_PUSH_SCOPES, p);
 	}
 	if (!db_ok(res))
@@ -545,6 +571,8 @@ static int batch_write(struct batch *b, PGconn *c, const char *lib, const char *
 	{
 		const char *p[6] = {lib, arr_end(&a[0]), arr_end(&a[1]), arr_end(&a[2]), arr_end(&a[3]),
 				    arr_end(&a[4])};
+		if (!arrays_ok(p, 6, out))
+			goto cleanup;
 		res = db_exec(c, ST_PUSH_BUCKETS, p);
 	}
 	if (!db_ok(res))
