@@ -194,6 +194,14 @@ static inline void cli_runv(struct cli *o, const char *store, double timeout, co
 			     (o)->status, (o)->err, (o)->out);                                           \
 	} while (0)
 
+/* cli_ok for a command whose output is not needed. */
+#define cli_do(store, timeout, ...)                                                                      \
+	do {                                                                                             \
+		struct cli cli_do_;                                                                      \
+		cli_ok(&cli_do_, (store), (timeout), __VA_ARGS__);                                       \
+		cli_free(&cli_do_);                                                                      \
+	} while (0)
+
 /* Starts the CLI in the background, stdout and stderr appended to log. */
 static inline pid_t cli_spawnv(const char *store, const char *log, const char *const *args)
 {
@@ -304,6 +312,10 @@ static inline void e2e_enroll(struct e2e *e, const char *name, char *out, size_t
 	cli_free(&c);
 }
 
+/* e2e_start with device A (which declares the reference schema) and then device B enrolled;
+ * their stores in a and b, each of n bytes. */
+static inline void e2e_start_two(struct e2e *e, char *a, char *b, size_t n);
+
 /* Declares the reference-scenario schema through the CLI of the device at store. */
 static inline void e2e_schema(struct e2e *e, const char *store)
 {
@@ -313,6 +325,14 @@ static inline void e2e_schema(struct e2e *e, const char *store)
 	e2e_path(e, path, sizeof path, "schema.json");
 	cli_ok(&c, store, 60, "schema", "set", path);
 	cli_free(&c);
+}
+
+static inline void e2e_start_two(struct e2e *e, char *a, char *b, size_t n)
+{
+	e2e_start(e);
+	e2e_enroll(e, "A", a, n);
+	e2e_schema(e, a);
+	e2e_enroll(e, "B", b, n);
 }
 
 static inline int e2e_state_row(void *arg, int ncol, char **vals, char **cols)
@@ -509,23 +529,57 @@ static inline void e2e_entries_file(const char *path, unsigned tag, long first, 
 	cr_assert(fclose(f) == 0, "could not write %s", path);
 }
 
-/* One meta value straight from a device's SQLite store (malloc'd), as any SQLite tool reads it. */
-static inline char *e2e_store_meta(const char *store, const char *key)
+/* Opens a device's SQLite store behind the library's back (read-only unless write) and prepares
+ * sql with text parameters; e2e_store_done closes both. */
+static inline sqlite3_stmt *e2e_store_query(const char *store, int write, const char *sql, const char *const *params,
+					    int n)
 {
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
-	char *v = NULL;
+	int i;
 
-	cr_assert(sqlite3_open_v2(store, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK, "open %s: %s", store,
-		  sqlite3_errmsg(db));
-	sqlite3_busy_timeout(db, 10000);
-	cr_assert(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) == SQLITE_OK,
-		  "%s: %s", store, sqlite3_errmsg(db));
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-		v = strdup((const char *)sqlite3_column_text(st, 0));
+	cr_assert(sqlite3_open_v2(store, &db, write ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY, NULL) == SQLITE_OK,
+		  "open %s: %s", store, sqlite3_errmsg(db));
+	sqlite3_busy_timeout(db, write ? 30000 : 10000);
+	cr_assert(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s on %s: %s", sql, store, sqlite3_errmsg(db));
+	for (i = 0; i < n; i++)
+		sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC);
+	return st;
+}
+
+static inline void e2e_store_done(sqlite3_stmt *st)
+{
+	sqlite3 *db = sqlite3_db_handle(st);
+
 	sqlite3_finalize(st);
 	sqlite3_close(db);
+}
+
+/* Imports n entries (e2e_entries_file from first, no extra) through the CLI of the device at
+ * store, from dir/entries.jsonl; returns the seconds the import took. */
+static inline double e2e_import(struct e2e *e, const char *store, unsigned tag, long first, long n, double timeout)
+{
+	struct cli c;
+	char file[512];
+	double s;
+
+	e2e_path(e, file, sizeof file, "entries.jsonl");
+	e2e_entries_file(file, tag, first, n, NULL);
+	cli_ok(&c, store, timeout, "import", "entry", file);
+	s = c.seconds;
+	cli_free(&c);
+	return s;
+}
+
+/* One meta value straight from a device's SQLite store (malloc'd), as any SQLite tool reads it. */
+static inline char *e2e_store_meta(const char *store, const char *key)
+{
+	sqlite3_stmt *st = e2e_store_query(store, 0, "SELECT value FROM meta WHERE key = ?1", &key, 1);
+	char *v = NULL;
+
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		v = strdup((const char *)sqlite3_column_text(st, 0));
+	e2e_store_done(st);
 	cr_assert(v, "store %s has no meta \"%s\"", store, key);
 	return v;
 }
@@ -533,22 +587,29 @@ static inline char *e2e_store_meta(const char *store, const char *key)
 /* Runs SQL with text parameters on a store behind the library's back; returns rows changed. */
 static inline int e2e_store_exec(const char *store, const char *sql, const char *const *params, int n)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	int i, rc, changed;
+	sqlite3_stmt *st = e2e_store_query(store, 1, sql, params, n);
+	sqlite3 *db = sqlite3_db_handle(st);
+	int rc = sqlite3_step(st), changed;
 
-	cr_assert(sqlite3_open_v2(store, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK, "open %s: %s", store,
-		  sqlite3_errmsg(db));
-	sqlite3_busy_timeout(db, 30000);
-	cr_assert(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
-	for (i = 0; i < n; i++)
-		sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
 	cr_assert(rc == SQLITE_DONE || rc == SQLITE_ROW, "%s on %s: %s", sql, store, sqlite3_errmsg(db));
-	sqlite3_finalize(st);
 	changed = sqlite3_changes(db);
-	sqlite3_close(db);
+	e2e_store_done(st);
 	return changed;
+}
+
+/* The library's head on the relay, read with a device token. */
+static inline long long e2e_relay_head(struct e2e *e, const char *token)
+{
+	char path[128];
+	struct resp p;
+	long long head;
+
+	snprintf(path, sizeof path, "/v1/libraries/%s", e->l.id);
+	h_http(&p, &e->r, "GET", path, token, NULL);
+	cr_assert_eq(p.status, 200, "GET %s: %ld %s", path, p.status, p.body);
+	head = e2e_jint(p.json, "head", NULL);
+	h_resp_free(&p);
+	return head;
 }
 
 /* The relay's digest scope (model, owner NULL = shared) for a device token; count and hash. */

@@ -11,61 +11,22 @@
 #define TAG_CONTENT 0xc1000003u
 #define RECORDS_2XX "syncrelay_http_requests_total{route=\"records\",status=\"2xx\"}"
 
-static long long relay_head(struct e2e *e, const char *token)
-{
-	char path[128];
-	struct resp p;
-	long long head;
-
-	snprintf(path, sizeof path, "/v1/libraries/%s", e->l.id);
-	h_http(&p, &e->r, "GET", path, token, NULL);
-	cr_assert_eq(p.status, 200, "GET %s: %ld %s", path, p.status, p.body);
-	head = e2e_jint(p.json, "head", NULL);
-	h_resp_free(&p);
-	return head;
-}
-
-/* A counter of the relay's /metrics (0 while absent: not counted yet). */
-static long long relay_metric(struct e2e *e, const char *name)
-{
-	struct resp p;
-	const char *line;
-	size_t n = strlen(name);
-	long long v = 0;
-
-	h_http(&p, &e->r, "GET", "/metrics", NULL, NULL);
-	cr_assert_eq(p.status, 200, "GET /metrics: %ld", p.status);
-	for (line = p.body; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-		if (!strncmp(line, name, n) && line[n] == ' ') {
-			v = atoll(line + n + 1);
-			break;
-		}
-	h_resp_free(&p);
-	return v;
-}
-
 /* One number from a store's SQLite file, as any SQLite tool reads it. */
 static long long store_count(const char *store, const char *sql)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *q = NULL;
+	sqlite3_stmt *q = e2e_store_query(store, 0, sql, NULL, 0);
 	long long n = -1;
 
-	cr_assert(sqlite3_open_v2(store, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK, "open %s", store);
-	sqlite3_busy_timeout(db, 10000);
-	cr_assert(sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK, "%s: %s", sql, sqlite3_errmsg(db));
 	if (sqlite3_step(q) == SQLITE_ROW)
 		n = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	sqlite3_close(db);
+	e2e_store_done(q);
 	return n;
 }
 
 Test(backfill, device_enrolled_after_10000_writes_converges, .timeout = 600)
 {
 	struct e2e e;
-	struct cli c;
-	char a[512], cs[512], ds[512], file[512], log[512], state[1024], id[SR_UUID_LEN + 1], *tok_c, *got;
+	char a[512], cs[512], ds[512], log[512], state[1024], id[SR_UUID_LEN + 1], *tok_c, *got;
 	double t_import, t_push, t_backfill, t_verify, deadline;
 	long long pages0, pages1, pages_full, tomb;
 	pid_t pid;
@@ -78,24 +39,18 @@ Test(backfill, device_enrolled_after_10000_writes_converges, .timeout = 600)
 	e2e_schema(&e, a);
 	/* A's own first sync (a backfill of an empty library) is not part of the figures */
 	e2e_sync(a, 60);
-	e2e_path(&e, file, sizeof file, "entries.jsonl");
-	e2e_entries_file(file, TAG_A, 0, 10000, NULL);
-	cli_ok(&c, a, 300, "import", "entry", file);
-	t_import = c.seconds;
-	cli_free(&c);
+	t_import = e2e_import(&e, a, TAG_A, 0, 10000, 300);
 	/* five content identities, two of them deleted: the tombstones travel too */
 	for (k = 0; k < 5; k++) {
 		char data[64];
 
 		e2e_id(id, TAG_CONTENT, k);
 		snprintf(data, sizeof data, "{\"hash\":\"h%ld\"}", k);
-		cli_ok(&c, a, 60, "put", "content_identity", id, data);
-		cli_free(&c);
+		cli_do(a, 60, "put", "content_identity", id, data);
 	}
 	for (k = 0; k < 2; k++) {
 		e2e_id(id, TAG_CONTENT, k);
-		cli_ok(&c, a, 60, "delete", "content_identity", id);
-		cli_free(&c);
+		cli_do(a, 60, "delete", "content_identity", id);
 	}
 	t_push = e2e_sync(a, 60);
 
@@ -103,9 +58,9 @@ Test(backfill, device_enrolled_after_10000_writes_converges, .timeout = 600)
 	s = e2e_status(cs);
 	cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "fresh", "a new device: %s", json_dumps(s, 0));
 	json_decref(s);
-	pages0 = relay_metric(&e, RECORDS_2XX);
+	pages0 = h_metric_or(&e.r, RECORDS_2XX, 0);
 	t_backfill = e2e_sync(cs, 60);
-	pages_full = relay_metric(&e, RECORDS_2XX) - pages0;
+	pages_full = h_metric_or(&e.r, RECORDS_2XX, 0) - pages0;
 
 	s = e2e_status(cs);
 	cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "syncing", "after the backfill: %s",
@@ -118,7 +73,7 @@ Test(backfill, device_enrolled_after_10000_writes_converges, .timeout = 600)
 	cr_assert_eq(e2e_jint(s, "unresolved", NULL), 0, "%s", json_dumps(s, 0));
 	json_decref(s);
 	tok_c = e2e_store_meta(cs, "token");
-	cr_assert_eq(relay_head(&e, tok_c), 10007);
+	cr_assert_eq(e2e_relay_head(&e, tok_c), 10007);
 	tomb = store_count(cs, "SELECT count(*) FROM records WHERE model = 'content_identity' AND deleted = 1");
 	e2e_store_state(cs, state);
 	cr_assert_eq(tomb, 2, "C holds %lld tombstones of 2 (store %s:%s)", tomb, cs, state);
@@ -138,7 +93,7 @@ Test(backfill, device_enrolled_after_10000_writes_converges, .timeout = 600)
 	/* a backfill killed half-way resumes where it stopped instead of starting over */
 	e2e_enroll(&e, "D", ds, sizeof ds);
 	e2e_path(&e, log, sizeof log, "sync-D.log");
-	pages0 = relay_metric(&e, RECORDS_2XX);
+	pages0 = h_metric_or(&e.r, RECORDS_2XX, 0);
 	pid = cli_spawn(ds, log, "sync");
 	deadline = h_mono() + 60;
 	for (;;) {
@@ -157,7 +112,7 @@ Test(backfill, device_enrolled_after_10000_writes_converges, .timeout = 600)
 		  "D's backfill position is not kept after the kill:%s", state);
 	cr_log_info("backfill: D killed at%s", state);
 	e2e_sync(ds, 60);
-	pages1 = relay_metric(&e, RECORDS_2XX);
+	pages1 = h_metric_or(&e.r, RECORDS_2XX, 0);
 	s = e2e_status(ds);
 	cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "syncing", "%s", json_dumps(s, 0));
 	cr_assert_eq(e2e_jint(s, "records", "entry"), 10000, "D after a resumed backfill: %s", json_dumps(s, 0));
@@ -178,8 +133,7 @@ Test(backfill, device_enrolled_after_10000_writes_converges, .timeout = 600)
 Test(backfill, push_of_20000_changes, .timeout = 600)
 {
 	struct e2e e;
-	struct cli c;
-	char a[512], file[512], *tok;
+	char a[512], *tok;
 	double t_import, t_push;
 	json_t *s;
 
@@ -188,18 +142,14 @@ Test(backfill, push_of_20000_changes, .timeout = 600)
 	e2e_schema(&e, a);
 	/* the first sync of a fresh device also backfills; get that out of the way */
 	e2e_sync(a, 60);
-	e2e_path(&e, file, sizeof file, "entries.jsonl");
-	e2e_entries_file(file, TAG_A, 0, 20000, NULL);
-	cli_ok(&c, a, 300, "import", "entry", file);
-	t_import = c.seconds;
-	cli_free(&c);
+	t_import = e2e_import(&e, a, TAG_A, 0, 20000, 300);
 	t_push = e2e_sync(a, 120);
 	tok = e2e_store_meta(a, "token");
-	cr_assert_eq(relay_head(&e, tok), 20000);
+	cr_assert_eq(e2e_relay_head(&e, tok), 20000);
 	s = e2e_status(a);
 	cr_assert_eq(e2e_jint(s, "outbox", NULL), 0, "%s", json_dumps(s, 0));
 	json_decref(s);
-	cr_assert_eq(relay_metric(&e, "syncrelay_changes_accepted_total"), 20000);
+	cr_assert_eq(h_metric_or(&e.r, "syncrelay_changes_accepted_total", 0), 20000);
 	cr_log_info("push: import 20000 %.2f s, sync pushing 20000 changes %.2f s (%.0f changes/s)", t_import, t_push,
 		    20000 / t_push);
 	free(tok);
@@ -209,8 +159,7 @@ Test(backfill, push_of_20000_changes, .timeout = 600)
 Test(backfill, sync_killed_while_pushing_leaves_each_change_once, .timeout = 600)
 {
 	struct e2e e;
-	struct cli c;
-	char a[512], file[512], log[512], path[256], state[1024], *tok, *dev, *seen;
+	char a[512], log[512], path[256], state[1024], *tok, *dev, *seen;
 	long long accepted = 0, head, since = 0, total = 0, last_seq = 0, at_kill;
 	double deadline;
 	pid_t pid;
@@ -224,16 +173,13 @@ Test(backfill, sync_killed_while_pushing_leaves_each_change_once, .timeout = 600
 	e2e_sync(a, 60);
 	tok = e2e_store_meta(a, "token");
 	dev = e2e_store_meta(a, "device_id");
-	e2e_path(&e, file, sizeof file, "entries.jsonl");
-	e2e_entries_file(file, TAG_A, 0, 20000, NULL);
-	cli_ok(&c, a, 300, "import", "entry", file);
-	cli_free(&c);
+	e2e_import(&e, a, TAG_A, 0, 20000, 300);
 
 	/* kill the sync once the relay has accepted part of the outbox */
 	e2e_path(&e, log, sizeof log, "sync-killed.log");
 	pid = cli_spawn(a, log, "sync");
 	deadline = h_mono() + 120;
-	while ((accepted = relay_metric(&e, "syncrelay_changes_accepted_total")) <= 0) {
+	while ((accepted = h_metric_or(&e.r, "syncrelay_changes_accepted_total", 0)) <= 0) {
 		cr_assert(waitpid(pid, &st, WNOHANG) == 0, "sync exited (%d) before the relay accepted anything; see %s",
 			  cli_exit_status(st), log);
 		cr_assert(h_mono() < deadline, "the relay accepted nothing within 120 s of starting sync; see %s", log);
@@ -242,7 +188,7 @@ Test(backfill, sync_killed_while_pushing_leaves_each_change_once, .timeout = 600
 	kill(pid, SIGKILL);
 	st = cli_wait(pid, 30, "the killed sync", log);
 	cr_assert_eq(st, 128 + SIGKILL, "sync finished (exit %d) before it could be killed mid-push", st);
-	at_kill = relay_metric(&e, "syncrelay_changes_accepted_total");
+	at_kill = h_metric_or(&e.r, "syncrelay_changes_accepted_total", 0);
 	e2e_store_state(a, state);
 	cr_assert_lt(at_kill, 20000, "the relay had accepted all 20000 changes before the kill; store:%s", state);
 	s = e2e_status(a);
@@ -254,10 +200,10 @@ Test(backfill, sync_killed_while_pushing_leaves_each_change_once, .timeout = 600
 	s = e2e_status(a);
 	cr_assert_eq(e2e_jint(s, "outbox", NULL), 0, "outbox after the second sync: %s", json_dumps(s, 0));
 	json_decref(s);
-	head = relay_head(&e, tok);
+	head = e2e_relay_head(&e, tok);
 	cr_assert_eq(head, 20000, "the relay's head is %lld after pushing 20000 changes (killed at %lld accepted)", head,
 		     at_kill);
-	cr_assert_eq(relay_metric(&e, "syncrelay_changes_accepted_total"), 20000);
+	cr_assert_eq(h_metric_or(&e.r, "syncrelay_changes_accepted_total", 0), 20000);
 	e2e_relay_scope(&e, tok, "entry", dev, &total, dig);
 	cr_assert_eq(total, 20000, "digest count of A's entries: %lld", total);
 
@@ -294,7 +240,7 @@ Test(backfill, sync_killed_while_pushing_leaves_each_change_once, .timeout = 600
 	e2e_assert_verified(a, "A");
 	cr_log_info("crash: sync killed after the relay accepted %lld of 20000 (%lld at exit); the re-sync sent %lld"
 		    " duplicates and stored each change once",
-		    accepted, at_kill, relay_metric(&e, "syncrelay_changes_duplicate_total"));
+		    accepted, at_kill, (long long)h_metric_or(&e.r, "syncrelay_changes_duplicate_total", 0));
 	free(tok);
 	free(dev);
 	e2e_finish(&e);
@@ -316,8 +262,7 @@ static void relay_sql(struct e2e *e, const char *sql, const char *param)
 Test(backfill, cursor_below_the_horizon_backfills_again_and_reconciles, .timeout = 300)
 {
 	struct e2e e;
-	struct cli c;
-	char a[512], b[512], file[512], id[SR_UUID_LEN + 1], *tok, *got;
+	char a[512], b[512], id[SR_UUID_LEN + 1], *tok, *got;
 	long long head;
 	json_t *s;
 	long k;
@@ -325,30 +270,23 @@ Test(backfill, cursor_below_the_horizon_backfills_again_and_reconciles, .timeout
 	e2e_start(&e);
 	e2e_enroll(&e, "A", a, sizeof a);
 	e2e_schema(&e, a);
-	e2e_path(&e, file, sizeof file, "entries.jsonl");
-	e2e_entries_file(file, TAG_A, 0, 300, NULL);
-	cli_ok(&c, a, 60, "import", "entry", file);
-	cli_free(&c);
+	e2e_import(&e, a, TAG_A, 0, 300, 60);
 	e2e_sync(a, 60);
 	e2e_enroll(&e, "B", b, sizeof b);
 	e2e_sync(b, 60);
 	cr_assert_eq(e2e_records(b, "entry"), 300);
 
 	/* while B is away: more entries, an update, five deletes */
-	e2e_entries_file(file, TAG_A, 300, 200, NULL);
-	cli_ok(&c, a, 60, "import", "entry", file);
-	cli_free(&c);
+	e2e_import(&e, a, TAG_A, 300, 200, 60);
 	e2e_id(id, TAG_A, 10);
-	cli_ok(&c, a, 60, "put", "entry", id, "{\"name\":\"updated while B was away\"}");
-	cli_free(&c);
+	cli_do(a, 60, "put", "entry", id, "{\"name\":\"updated while B was away\"}");
 	for (k = 0; k < 5; k++) {
 		e2e_id(id, TAG_A, k);
-		cli_ok(&c, a, 60, "delete", "entry", id);
-		cli_free(&c);
+		cli_do(a, 60, "delete", "entry", id);
 	}
 	e2e_sync(a, 60);
 	tok = e2e_store_meta(a, "token");
-	head = relay_head(&e, tok);
+	head = e2e_relay_head(&e, tok);
 	cr_assert_eq(head, 506);
 
 	/* the relay compacts: its log starts at head, and the old tombstones are purged */

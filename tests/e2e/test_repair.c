@@ -33,25 +33,19 @@ static long long repaired(const json_t *rep, const char *what)
 	return json_integer_value(json_object_get(json_object_get(rep, "repaired"), what));
 }
 
-/* Two devices converged on 1,000 entries and 10 content identities. */
+/* A fresh world with two devices converged on 1,000 entries and 10 content identities. */
 static void converge_two(struct e2e *e, char *a, char *b, size_t n)
 {
-	struct cli c;
 	char file[512];
 	FILE *f;
 	long k;
 
-	e2e_enroll(e, "A", a, n);
-	e2e_schema(e, a);
-	e2e_enroll(e, "B", b, n);
+	e2e_start_two(e, a, b, n);
 	/* both start syncing at once (their backfill of the empty library is done), so what follows
 	 * travels as changes; backfill has its own suite */
 	e2e_sync(a, 30);
 	e2e_sync(b, 30);
-	e2e_path(e, file, sizeof file, "entries.jsonl");
-	e2e_entries_file(file, TAG_A, 0, 1000, NULL);
-	cli_ok(&c, a, 120, "import", "entry", file);
-	cli_free(&c);
+	e2e_import(e, a, TAG_A, 0, 1000, 120);
 	e2e_path(e, file, sizeof file, "content.jsonl");
 	f = fopen(file, "w");
 	cr_assert(f);
@@ -62,8 +56,7 @@ static void converge_two(struct e2e *e, char *a, char *b, size_t n)
 		fprintf(f, "{\"record_id\":\"%s\",\"data\":{\"hash\":\"h%ld\",\"size\":%ld}}\n", id, k, k);
 	}
 	fclose(f);
-	cli_ok(&c, a, 60, "import", "content_identity", file);
-	cli_free(&c);
+	cli_do(a, 60, "import", "content_identity", file);
 	e2e_sync(a, 60);
 	e2e_sync(b, 60);
 	e2e_assert_verified(a, "A");
@@ -81,7 +74,6 @@ Test(repair, damaged_replica_is_named_and_healed, .timeout = 300)
 	int st, i;
 	long k;
 
-	e2e_start(&e);
 	converge_two(&e, a, b, sizeof a);
 	dev_a = e2e_store_meta(a, "device_id");
 	for (k = 5; k <= 8; k++) {
@@ -179,18 +171,13 @@ Test(repair, damaged_replica_is_named_and_healed, .timeout = 300)
 static void wait_at_head(struct e2e *e, const char *store, const char *token, double timeout, const char *who)
 {
 	double deadline = h_mono() + timeout;
-	char path[128], state[1024];
+	char state[1024];
 	long long head = -1, cursor = -1;
 
-	snprintf(path, sizeof path, "/v1/libraries/%s", e->l.id);
 	while (h_mono() < deadline) {
-		struct resp p;
 		json_t *s;
 
-		h_http(&p, &e->r, "GET", path, token, NULL);
-		cr_assert_eq(p.status, 200, "GET %s: %ld %s", path, p.status, p.body);
-		head = e2e_jint(p.json, "head", NULL);
-		h_resp_free(&p);
+		head = e2e_relay_head(e, token);
 		s = e2e_status(store);
 		cursor = e2e_jint(s, "cursor", NULL);
 		json_decref(s);
@@ -206,15 +193,13 @@ static void wait_at_head(struct e2e *e, const char *store, const char *token, do
 Test(repair, gap_injected_while_changes_flow_is_healed, .timeout = 300)
 {
 	struct e2e e;
-	struct cli c;
-	char a[512], b[512], file[512], log[512], text[4096], id[SR_UUID_LEN + 1], *dev_a, *tok_b, *orig17, *orig18, *got;
+	char a[512], b[512], log[512], text[4096], id[SR_UUID_LEN + 1], *dev_a, *tok_b, *orig17, *orig18, *got;
 	const char *p[1];
 	const json_t *s;
 	json_t *rep, *sa, *sb;
 	pid_t watch;
 	int st, round;
 
-	e2e_start(&e);
 	converge_two(&e, a, b, sizeof a);
 	dev_a = e2e_store_meta(a, "device_id");
 	tok_b = e2e_store_meta(b, "token");
@@ -228,10 +213,7 @@ Test(repair, gap_injected_while_changes_flow_is_healed, .timeout = 300)
 
 	/* A keeps writing and syncing; meanwhile B's replica loses a row and another is altered */
 	for (round = 0; round < 8; round++) {
-		e2e_path(&e, file, sizeof file, "more.jsonl");
-		e2e_entries_file(file, TAG_A, 1000 + round * 25, 25, NULL);
-		cli_ok(&c, a, 60, "import", "entry", file);
-		cli_free(&c);
+		e2e_import(&e, a, TAG_A, 1000 + round * 25, 25, 60);
 		e2e_sync(a, 60);
 		if (round == 2) {
 			e2e_id(id, TAG_A, 17);
@@ -322,15 +304,13 @@ static void *watch_run(void *arg)
 Test(repair, a_watching_sync_verifies_and_repairs_by_itself, .timeout = 300)
 {
 	struct e2e e;
-	struct cli c;
 	struct watch w = {.timeout_s = 8};
-	char a[512], b[512], file[512], id17[SR_UUID_LEN + 1], id18[SR_UUID_LEN + 1], state[1024];
+	char a[512], b[512], id17[SR_UUID_LEN + 1], id18[SR_UUID_LEN + 1], state[1024];
 	char *orig17, *orig18, *got17 = NULL, *got18 = NULL;
 	const char *p[1];
 	pthread_t th;
 	double deadline;
 
-	e2e_start(&e);
 	converge_two(&e, a, b, sizeof a);
 	e2e_id(id17, TAG_A, 17);
 	e2e_id(id18, TAG_A, 18);
@@ -346,10 +326,7 @@ Test(repair, a_watching_sync_verifies_and_repairs_by_itself, .timeout = 300)
 	cr_assert_eq(e2e_store_exec(b, "UPDATE records SET data = '{\"name\":\"tampered\"}'"
 				       " WHERE model = 'entry' AND record_id = ?1", p, 1), 1);
 	/* changes keep flowing meanwhile */
-	e2e_path(&e, file, sizeof file, "more.jsonl");
-	e2e_entries_file(file, TAG_A, 2000, 50, NULL);
-	cli_ok(&c, a, 60, "import", "entry", file);
-	cli_free(&c);
+	e2e_import(&e, a, TAG_A, 2000, 50, 60);
 	e2e_sync(a, 60);
 
 	/* nobody runs verify: the watch itself must notice and heal within a few seconds */

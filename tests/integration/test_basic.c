@@ -12,10 +12,7 @@ Test(basic, push_then_pull_round_trip)
 	char path[256], *batch;
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &d1);
-	h_device(&r, &l, &d2);
-	h_schema_ref(&r, &l, &d1);
+	h_fixture(&r, &l, &d1, &d2);
 
 	batch = h_batch(&d1, h_now_ms(), 0, 3);
 	snprintf(path, sizeof path, "/v1/libraries/%s/changes", l.id);

@@ -19,86 +19,7 @@
 #define PULL_LIMIT 50
 #define DEADLINE_S 60.0
 
-static void suite_init(void)
-{
-	cr_assert_eq(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK, "curl_global_init failed");
-}
-
-static void suite_fini(void)
-{
-	curl_global_cleanup();
-}
-
-TestSuite(concurrency, .init = suite_init, .fini = suite_fini, .timeout = 120);
-
-/* ---- one request on a caller-owned handle; safe off the test thread (no asserts) ---- */
-
-struct xresp {
-	long status;
-	char *body;
-	json_t *json;
-	double seconds;
-	char err[256]; /* transport failure, or "" */
-};
-
-static size_t x_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-	sr_buf_put(arg, data, size * nmemb);
-	return size * nmemb;
-}
-
-static int x_http(CURL *c, const char *base, const char *method, const char *path,
-		  const char *token, const char *body, struct xresp *out)
-{
-	struct curl_slist *hdr = NULL;
-	char url[1024], auth[256];
-	sr_buf b = {0};
-	double t0 = h_mono();
-	CURLcode rc;
-
-	memset(out, 0, sizeof *out);
-	curl_easy_reset(c);
-	snprintf(url, sizeof url, "%s%s", base, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, x_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	if (token) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-		hdr = curl_slist_append(hdr, auth);
-	}
-	if (body) {
-		hdr = curl_slist_append(hdr, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-	}
-	hdr = curl_slist_append(hdr, "Expect:");
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	rc = curl_easy_perform(c);
-	out->seconds = h_mono() - t0;
-	curl_slist_free_all(hdr);
-	if (rc != CURLE_OK) {
-		snprintf(out->err, sizeof out->err, "%s %s%s: %s", method, base, path, curl_easy_strerror(rc));
-		sr_buf_free(&b);
-		return -1;
-	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-	out->body = sr_buf_steal(&b);
-	if (!out->body)
-		out->body = strdup("");
-	out->json = json_loads(out->body, 0, NULL);
-	return 0;
-}
-
-static void x_free(struct xresp *p)
-{
-	free(p->body);
-	json_decref(p->json);
-	p->body = NULL;
-	p->json = NULL;
-}
+TestSuite(concurrency, .init = h_curl_init, .fini = h_curl_fini, .timeout = 120);
 
 /* ---- pushers ---- */
 
@@ -117,10 +38,10 @@ static void *pusher_run(void *arg)
 {
 	struct pusher *p = arg;
 	CURL *c = curl_easy_init();
-	char path[128];
+	char url[256];
 	int j;
 
-	snprintf(path, sizeof path, "/v1/libraries/%s/changes", p->lib);
+	snprintf(url, sizeof url, "%s/v1/libraries/%s/changes", p->url, p->lib);
 	pthread_barrier_wait(p->start);
 	if (!c) {
 		snprintf(p->err, sizeof p->err, "curl_easy_init failed");
@@ -128,9 +49,9 @@ static void *pusher_run(void *arg)
 	}
 	for (j = 0; j < NBATCH && !p->err[0]; j++) {
 		char *batch = h_batch(&p->dev, p->base_ms, j * BATCH, BATCH);
-		struct xresp r;
+		struct resp r;
 
-		if (x_http(c, p->url, "POST", path, p->dev.token, batch, &r))
+		if (h_xhttp(c, "POST", url, p->dev.token, batch, 60L, &r))
 			snprintf(p->err, sizeof p->err, "batch %d: %s", j, r.err);
 		else if (r.status != 200 || json_integer_value(json_object_get(r.json, "accepted")) != BATCH ||
 			 json_integer_value(json_object_get(r.json, "duplicates")) != 0)
@@ -140,7 +61,7 @@ static void *pusher_run(void *arg)
 			p->heads[j] = json_integer_value(json_object_get(r.json, "head"));
 			p->ok++;
 		}
-		x_free(&r);
+		h_resp_free(&r);
 		free(batch);
 	}
 	curl_easy_cleanup(c);
@@ -225,8 +146,8 @@ static void *puller_run(void *arg)
 	for (;;) {
 		int done_before = __atomic_load_n(&p->pushers_done, __ATOMIC_SEQ_CST);
 		long long since = p->next;
-		char path[256];
-		struct xresp r;
+		char url[1024];
+		struct resp r;
 
 		if (h_mono() > p->deadline) {
 			snprintf(p->err, sizeof p->err,
@@ -236,16 +157,16 @@ static void *puller_run(void *arg)
 			break;
 		}
 		/* while pushes go on, hold briefly when caught up; afterwards never wait */
-		snprintf(path, sizeof path, "/v1/libraries/%s/changes?since=%lld&limit=%d&include_own=1&wait=%d",
-			 p->lib, since, PULL_LIMIT, done_before ? 0 : 2);
-		if (x_http(c, p->url, "GET", path, p->token, NULL, &r)) {
+		snprintf(url, sizeof url, "%s/v1/libraries/%s/changes?since=%lld&limit=%d&include_own=1&wait=%d",
+			 p->url, p->lib, since, PULL_LIMIT, done_before ? 0 : 2);
+		if (h_xhttp(c, "GET", url, p->token, NULL, 60L, &r)) {
 			snprintf(p->err, sizeof p->err, "%s", r.err);
 			break;
 		}
 		p->requests++;
 		if (r.status != 200 || !r.json) {
 			snprintf(p->err, sizeof p->err, "since=%lld: expected 200, got %ld %s", since, r.status, r.body);
-			x_free(&r);
+			h_resp_free(&r);
 			break;
 		}
 		if (json_array_size(json_object_get(r.json, "changes")) == 0)
@@ -253,7 +174,7 @@ static void *puller_run(void *arg)
 		if (json_integer_value(json_object_get(r.json, "head")) < TOTAL)
 			p->pages_during_pushes++;
 		puller_page(p, since, r.json);
-		x_free(&r);
+		h_resp_free(&r);
 		if (p->err[0])
 			break;
 		/* a page read after every push was answered, and caught up: the puller is done */
@@ -288,9 +209,7 @@ static void run_scenario(struct relay *relays, int nrelays)
 	struct resp p;
 	char path[128];
 
-	h_library(a, &l);
-	h_device(a, &l, &reader);
-	h_schema_ref(a, &l, &reader);
+	h_fixture(a, &l, &reader, NULL);
 	memset(pushers, 0, sizeof pushers);
 	cr_assert_eq(pthread_barrier_init(&start, NULL, NDEV + 1), 0);
 	for (i = 0; i < NDEV; i++) {

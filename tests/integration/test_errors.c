@@ -4,8 +4,6 @@
  * 5xx or an empty body and leaves a healthy relay; and the authentication matrix
  * (missing, unknown, revoked, wrong-library and wrong-kind tokens) on every route.
  */
-#include <curl/curl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,99 +11,6 @@
 #include "harness.h"
 
 /* ---- helpers ---- */
-
-static long long jint(const json_t *o, const char *k)
-{
-	return (long long)json_integer_value(json_object_get(o, k));
-}
-
-static const char *lp(const struct lib *l, const char *fmt, ...)
-{
-	static char bufs[8][2048];
-	static int next;
-	char *b = bufs[next++ % 8];
-	int n = snprintf(b, 2048, "/v1/libraries/%s", l->id);
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(b + n, (size_t)(2048 - n), fmt, ap);
-	va_end(ap);
-	return b;
-}
-
-static void expect_json(const struct resp *p, long status)
-{
-	cr_assert_eq(p->status, status, "expected %ld, got %ld: %.2000s", status, p->status, p->body);
-	cr_assert_str_eq(p->ctype, "application/json", "content type \"%s\"", p->ctype);
-	cr_assert(p->json, "body is not JSON: %.2000s", p->body);
-}
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-	sr_buf_put(arg, data, size * nmemb);
-	return size * nmemb;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct resp *p = arg;
-	size_t n = size * nmemb;
-
-	if (n > 13 && !strncasecmp(data, "Content-Type:", 13)) {
-		size_t i = 13;
-		while (i < n && data[i] == ' ')
-			i++;
-		snprintf(p->ctype, sizeof p->ctype, "%.*s", (int)(n - i), data + i);
-		p->ctype[strcspn(p->ctype, "\r\n")] = '\0';
-	}
-	return n;
-}
-
-/* One request with a binary-safe body (len bytes; body NULL sends none) and a raw
- * Authorization header value (NULL: none). Fills out like h_http; free with h_resp_free. */
-static void raw_http(struct resp *out, struct relay *r, const char *method, const char *path,
-		     const char *authorization, const char *body, size_t len)
-{
-	CURL *c = curl_easy_init();
-	struct curl_slist *hdr = NULL;
-	sr_buf b = {0}, url = {0}, auth = {0};
-	double t0 = h_mono();
-	CURLcode rc;
-
-	memset(out, 0, sizeof *out);
-	/* sized to fit: oversized URLs and headers are sent whole */
-	sr_buf_printf(&url, "%s%s", r->url, path);
-	curl_easy_setopt(c, CURLOPT_URL, url.p);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
-	if (authorization) {
-		sr_buf_printf(&auth, "Authorization: %s", authorization);
-		hdr = curl_slist_append(hdr, auth.p);
-	}
-	if (body) {
-		hdr = curl_slist_append(hdr, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	}
-	hdr = curl_slist_append(hdr, "Expect:");
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	rc = curl_easy_perform(c);
-	cr_assert(rc == CURLE_OK, "%s %s failed: %s (relay log %s)", method, path, curl_easy_strerror(rc), r->log);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-	out->seconds = h_mono() - t0;
-	out->body = sr_buf_steal(&b);
-	if (!out->body)
-		out->body = strdup("");
-	out->json = json_loads(out->body, 0, NULL);
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(c);
-	sr_buf_free(&url);
-	sr_buf_free(&auth);
-}
 
 /* Everything these tests could change, as text: the log, the digests, the schema, the
  * devices with their acks and revocations, and the head. */
@@ -119,8 +24,8 @@ static char *snapshot(struct relay *r, const struct lib *l, const struct dev *d)
 		struct resp p;
 		json_t *j;
 
-		h_http(&p, r, "GET", lp(l, "%s", paths[i]), d->token, NULL);
-		expect_json(&p, 200);
+		h_http(&p, r, "GET", h_lp(l, "%s", paths[i]), d->token, NULL);
+		h_expect_json(&p, 200);
 		j = json_deep_copy(p.json);
 		/* what moves by itself: the relay's clock and the device's last_seen */
 		json_object_del(j, "relay_time");
@@ -216,24 +121,20 @@ Test(errors, malformed_bodies_get_400_and_change_nothing, .timeout = 120)
 	} eps[5];
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &d);
-	h_schema_ref(&r, &l, &d);
+	h_fixture(&r, &l, &d, NULL);
 	{
 		char *batch = h_batch(&d, h_now_ms() - 1000, 0, 3);
-		h_http(&p, &r, "POST", lp(&l, "/changes"), d.token, batch);
-		expect_json(&p, 200);
-		h_resp_free(&p);
+		h_http_json(&r, "POST", h_lp(&l, "/changes"), d.token, batch, 200);
 		free(batch);
 	}
 	eps[0].method = "POST", eps[0].token = d.token;
-	snprintf(eps[0].path, sizeof eps[0].path, "%s", lp(&l, "/changes"));
+	snprintf(eps[0].path, sizeof eps[0].path, "%s", h_lp(&l, "/changes"));
 	eps[1].method = "PUT", eps[1].token = d.token;
-	snprintf(eps[1].path, sizeof eps[1].path, "%s", lp(&l, "/schema"));
+	snprintf(eps[1].path, sizeof eps[1].path, "%s", h_lp(&l, "/schema"));
 	eps[2].method = "POST", eps[2].token = l.join;
-	snprintf(eps[2].path, sizeof eps[2].path, "%s", lp(&l, "/devices"));
+	snprintf(eps[2].path, sizeof eps[2].path, "%s", h_lp(&l, "/devices"));
 	eps[3].method = "POST", eps[3].token = d.token;
-	snprintf(eps[3].path, sizeof eps[3].path, "%s", lp(&l, "/ack"));
+	snprintf(eps[3].path, sizeof eps[3].path, "%s", h_lp(&l, "/ack"));
 	eps[4].method = "POST", eps[4].token = H_ADMIN;
 	snprintf(eps[4].path, sizeof eps[4].path, "/v1/libraries");
 
@@ -259,7 +160,7 @@ Test(errors, malformed_bodies_get_400_and_change_nothing, .timeout = 120)
 	ADD("an integer too big", "{\"changes\":[],\"models\":[],\"seq\":99999999999999999999999,\"name\":\"x\"}");
 	ADD("a real too big", "{\"changes\":[],\"models\":[],\"seq\":1e999,\"name\":\"x\"}");
 	/* valid device_ids make the enroll body otherwise acceptable: only the encoding is wrong */
-	cr_assert(sr_uuid_random(fresh.id) == 0);
+	h_uuid(fresh.id);
 	snprintf(buf, sizeof buf, "{\"device_id\":\"%s\",\"name\":\"\xff\",\"changes\":[],\"models\":[],\"seq\":0}",
 		 fresh.id);
 	add_body(bodies, &n, "invalid UTF-8 beside valid members", buf, strlen(buf));
@@ -286,7 +187,7 @@ Test(errors, malformed_bodies_get_400_and_change_nothing, .timeout = 120)
 	sr_buf_free(&g);
 	/* deep nesting inside a change's data */
 	h_hlc(hlc, h_now_ms() - 1000, 99, d.id);
-	cr_assert(sr_uuid_random(rid) == 0);
+	h_uuid(rid);
 	sr_buf_printf(&g, "{\"changes\":[{\"hlc\":\"%s\",\"model\":\"entry\",\"record_id\":\"%s\",\"op\":\"upsert\","
 		      "\"data\":", hlc, rid);
 	for (k = 0; k < 20000; k++)
@@ -307,12 +208,12 @@ Test(errors, malformed_bodies_get_400_and_change_nothing, .timeout = 120)
 	before = snapshot(&r, &l, &d);
 	for (e = 0; e < 5; e++)
 		for (i = 0; i < n; i++) {
-			raw_http(&p, &r, eps[e].method, eps[e].path, NULL, NULL, 0);
+			h_http_raw(&p, &r, eps[e].method, eps[e].path, NULL, NULL, 0);
 			h_resp_free(&p); /* unauthenticated: refused before the body matters */
 			{
 				char auth[256];
 				snprintf(auth, sizeof auth, "Bearer %s", eps[e].token);
-				raw_http(&p, &r, eps[e].method, eps[e].path, auth, bodies[i].none ? NULL : bodies[i].p,
+				h_http_raw(&p, &r, eps[e].method, eps[e].path, auth, bodies[i].none ? NULL : bodies[i].p,
 					 bodies[i].len);
 			}
 			cr_assert_eq(p.status, 400, "%s %s with %s: expected 400, got %ld: %.300s", eps[e].method,
@@ -327,8 +228,8 @@ Test(errors, malformed_bodies_get_400_and_change_nothing, .timeout = 120)
 		char auth[256];
 		snprintf(buf, sizeof buf, "{\"device_id\":\"%s\",\"name\":\"ok\"}", fresh.id);
 		snprintf(auth, sizeof auth, "Bearer %s", l.join);
-		raw_http(&p, &r, "POST", lp(&l, "/devices"), auth, buf, strlen(buf));
-		expect_json(&p, 201);
+		h_http_raw(&p, &r, "POST", h_lp(&l, "/devices"), auth, buf, strlen(buf));
+		h_expect_json(&p, 201);
 		h_resp_free(&p);
 	}
 	for (i = 0; i < n; i++)
@@ -459,7 +360,7 @@ Test(errors, fuzz_never_5xx_never_empty, .timeout = 120)
 	struct lib l;
 	struct dev d, d2;
 	struct resp p;
-	char auth_dev[256], auth_join[256], hlc[SR_HLC_LEN + 1], rid[SR_UUID_LEN + 1], *batch;
+	char auth_dev[256], auth_join[256], hlc[SR_HLC_LEN + 1], rid[SR_UUID_LEN + 1];
 	char push_tmpl[1024], enroll_tmpl[256];
 	const char *schema_tmpl =
 		"{\"models\":[{\"name\":\"location\",\"kind\":\"device_owned\"},"
@@ -469,14 +370,11 @@ Test(errors, fuzz_never_5xx_never_empty, .timeout = 120)
 	uint64_t now = h_now_ms();
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &d);
-	h_device(&r, &l, &d2);
-	h_schema_ref(&r, &l, &d);
+	h_fixture(&r, &l, &d, &d2);
 	snprintf(auth_dev, sizeof auth_dev, "Bearer %s", d.token);
 	snprintf(auth_join, sizeof auth_join, "Bearer %s", l.join);
 	h_hlc(hlc, now - 5000, 0, d.id);
-	cr_assert(sr_uuid_random(rid) == 0);
+	h_uuid(rid);
 	snprintf(push_tmpl, sizeof push_tmpl,
 		 "{\"changes\":[{\"hlc\":\"%s\",\"model\":\"entry\",\"record_id\":\"%s\",\"op\":\"upsert\","
 		 "\"data\":{\"name\":\"a\",\"n\":[1,2.5,null,true],\"o\":{\"k\":\"v\"}}},"
@@ -493,7 +391,7 @@ Test(errors, fuzz_never_5xx_never_empty, .timeout = 120)
 		case 0:
 		case 1:
 			method = "POST";
-			sr_buf_puts(&path, lp(&l, "/changes"));
+			sr_buf_puts(&path, h_lp(&l, "/changes"));
 			if (kind == 0)
 				random_bytes(&body);
 			else
@@ -502,7 +400,7 @@ Test(errors, fuzz_never_5xx_never_empty, .timeout = 120)
 			break;
 		case 2:
 			method = "PUT";
-			sr_buf_puts(&path, lp(&l, "/schema"));
+			sr_buf_puts(&path, h_lp(&l, "/schema"));
 			if (rndn(2))
 				random_bytes(&body);
 			else
@@ -512,7 +410,7 @@ Test(errors, fuzz_never_5xx_never_empty, .timeout = 120)
 		case 3:
 			method = "POST";
 			auth = auth_join;
-			sr_buf_puts(&path, lp(&l, "/devices"));
+			sr_buf_puts(&path, h_lp(&l, "/devices"));
 			if (rndn(2))
 				random_bytes(&body);
 			else
@@ -521,7 +419,7 @@ Test(errors, fuzz_never_5xx_never_empty, .timeout = 120)
 			break;
 		case 4:
 			method = "POST";
-			sr_buf_puts(&path, lp(&l, "/ack"));
+			sr_buf_puts(&path, h_lp(&l, "/ack"));
 			if (rndn(2))
 				random_bytes(&body);
 			else
@@ -529,19 +427,19 @@ Test(errors, fuzz_never_5xx_never_empty, .timeout = 120)
 			with_body = 1;
 			break;
 		case 5:
-			sr_buf_puts(&path, lp(&l, "/changes"));
+			sr_buf_puts(&path, h_lp(&l, "/changes"));
 			random_query(&path, &d, d2.id);
 			break;
 		case 6:
-			sr_buf_puts(&path, lp(&l, "/records"));
+			sr_buf_puts(&path, h_lp(&l, "/records"));
 			random_query(&path, &d, d2.id);
 			break;
 		case 7:
-			sr_buf_puts(&path, lp(&l, "/digest"));
+			sr_buf_puts(&path, h_lp(&l, "/digest"));
 			random_query(&path, &d, d2.id);
 			break;
 		case 8:
-			sr_buf_puts(&path, lp(&l, "/digest/buckets"));
+			sr_buf_puts(&path, h_lp(&l, "/digest/buckets"));
 			random_query(&path, &d, d2.id);
 			break;
 		default: {
@@ -559,7 +457,7 @@ Test(errors, fuzz_never_5xx_never_empty, .timeout = 120)
 			}
 		}
 		}
-		raw_http(&p, &r, method, path.p, auth, with_body ? (body.p ? body.p : "") : NULL, body.len);
+		h_http_raw(&p, &r, method, path.p, auth, with_body ? (body.p ? body.p : "") : NULL, body.len);
 		counts[p.status / 100 < 6 ? p.status / 100 : 0]++;
 		cr_assert(p.status >= 200 && p.status < 500, "request %d (%s %.300s) got %ld: %.300s (relay log %s)", i,
 			  method, path.p, p.status, p.body, r.log);
@@ -581,27 +479,17 @@ Test(errors, fuzz_never_5xx_never_empty, .timeout = 120)
 	cr_assert_gt(counts[4], 100, "the fuzz hardly reached any refusal");
 
 	/* still healthy: probes, and an ordinary push and pull */
-	h_http(&p, &r, "GET", "/healthz", NULL, NULL);
-	expect_json(&p, 200);
-	h_resp_free(&p);
-	h_http(&p, &r, "GET", "/readyz", NULL, NULL);
-	expect_json(&p, 200);
-	h_resp_free(&p);
+	h_http_json(&r, "GET", "/healthz", NULL, NULL, 200);
+	h_http_json(&r, "GET", "/readyz", NULL, NULL, 200);
 	{
 		long long head0;
-		h_http(&p, &r, "GET", lp(&l, ""), d.token, NULL);
-		expect_json(&p, 200);
-		head0 = jint(p.json, "head");
+		h_http(&p, &r, "GET", h_lp(&l, ""), d.token, NULL);
+		h_expect_json(&p, 200);
+		head0 = h_jint(p.json, "head");
 		h_resp_free(&p);
-		batch = h_batch(&d, h_now_ms() - 1000, 1000, 2);
-		h_http(&p, &r, "POST", lp(&l, "/changes"), d.token, batch);
-		expect_json(&p, 200);
-		cr_assert_eq(jint(p.json, "accepted"), 2, "%s", p.body);
-		cr_assert_eq(jint(p.json, "head"), head0 + 2);
-		h_resp_free(&p);
-		free(batch);
-		h_http(&p, &r, "GET", lp(&l, "/changes?since=%lld", head0), d2.token, NULL);
-		expect_json(&p, 200);
+		cr_assert_eq(h_push_ok(&r, &l, &d, h_batch(&d, h_now_ms() - 1000, 1000, 2), 2, -1), head0 + 2);
+		h_http(&p, &r, "GET", h_lp(&l, "/changes?since=%lld", head0), d2.token, NULL);
+		h_expect_json(&p, 200);
 		cr_assert_eq(json_array_size(json_object_get(p.json, "changes")), 2, "%s", p.body);
 		h_resp_free(&p);
 	}
@@ -640,11 +528,9 @@ Test(errors, authentication_matrix, .timeout = 120)
 	h_device(&r, &b, &other);
 	h_schema_ref(&r, &a, &d);
 	h_schema_ref(&r, &b, &other);
-	h_http(&p, &r, "DELETE", lp(&a, "/devices/%s", gone.id), H_ADMIN, NULL);
-	expect_json(&p, 200);
-	h_resp_free(&p);
+	h_http_json(&r, "DELETE", h_lp(&a, "/devices/%s", gone.id), H_ADMIN, NULL, 200);
 
-	cr_assert(sr_uuid_random(rid) == 0);
+	h_uuid(rid);
 	snprintf(enroll, sizeof enroll, "{\"device_id\":\"%s\",\"name\":\"n\"}", rid);
 	h_hlc(hlc, h_now_ms() - 1000, 0, d.id);
 	snprintf(push, sizeof push,
@@ -674,66 +560,52 @@ Test(errors, authentication_matrix, .timeout = 120)
 		if (i == 12)
 			snprintf(path, sizeof path, "/v1/libraries");
 		else if (i == 3)
-			snprintf(path, sizeof path, "%s", lp(&a, "/devices/%s", d.id));
+			snprintf(path, sizeof path, "%s", h_lp(&a, "/devices/%s", d.id));
 		else
-			snprintf(path, sizeof path, "%s", lp(&a, "%s", rc[i].suffix));
+			snprintf(path, sizeof path, "%s", h_lp(&a, "%s", rc[i].suffix));
 
 		/* missing, malformed, unknown and revoked tokens: 401 */
 		for (k = 0; k < sizeof bad_auth / sizeof bad_auth[0]; k++) {
-			raw_http(&p, &r, rc[i].method, path, bad_auth[k], rc[i].body,
+			h_http_raw(&p, &r, rc[i].method, path, bad_auth[k], rc[i].body,
 				 rc[i].body ? strlen(rc[i].body) : 0);
 			h_expect_problem(&p, 401, "unauthorized");
 			problem_shape(&p);
 			h_resp_free(&p);
 		}
 		snprintf(auth, sizeof auth, "Bearer %s", gone.token);
-		raw_http(&p, &r, rc[i].method, path, auth, rc[i].body, rc[i].body ? strlen(rc[i].body) : 0);
+		h_http_raw(&p, &r, rc[i].method, path, auth, rc[i].body, rc[i].body ? strlen(rc[i].body) : 0);
 		h_expect_problem(&p, 401, "unauthorized");
 		h_resp_free(&p);
 
 		if (lib_route) {
 			/* tokens of library b on library a: 403 wrong-library, whatever their kind */
-			h_http(&p, &r, rc[i].method, path, other.token, rc[i].body);
-			h_expect_problem(&p, 403, "wrong-library");
-			h_resp_free(&p);
-			h_http(&p, &r, rc[i].method, path, b.join, rc[i].body);
-			h_expect_problem(&p, 403, "wrong-library");
-			h_resp_free(&p);
+			h_http_problem(&r, rc[i].method, path, other.token, rc[i].body, 403, "wrong-library");
+			h_http_problem(&r, rc[i].method, path, b.join, rc[i].body, 403, "wrong-library");
 		}
 		/* the right library, the wrong kind of token: 403 forbidden */
-		if (!rc[i].admin_ok) {
-			h_http(&p, &r, rc[i].method, path, H_ADMIN, rc[i].body);
-			h_expect_problem(&p, 403, "forbidden");
-			h_resp_free(&p);
-		}
+		if (!rc[i].admin_ok)
+			h_http_problem(&r, rc[i].method, path, H_ADMIN, rc[i].body, 403, "forbidden");
 		if (!rc[i].join_ok) {
-			h_http(&p, &r, rc[i].method, path, a.join, rc[i].body);
-			h_expect_problem(&p, 403, "forbidden");
-			h_resp_free(&p);
+			h_http_problem(&r, rc[i].method, path, a.join, rc[i].body, 403, "forbidden");
 		}
-		if (!rc[i].dev_ok && i != 3) {
-			h_http(&p, &r, rc[i].method, path, d.token, rc[i].body);
-			h_expect_problem(&p, 403, "forbidden");
-			h_resp_free(&p);
-		}
+		if (!rc[i].dev_ok && i != 3)
+			h_http_problem(&r, rc[i].method, path, d.token, rc[i].body, 403, "forbidden");
 	}
 	/* a device may revoke only itself */
-	h_http(&p, &r, "DELETE", lp(&a, "/devices/%s", gone.id), d.token, NULL);
-	h_expect_problem(&p, 403, "forbidden");
-	h_resp_free(&p);
+	h_http_problem(&r, "DELETE", h_lp(&a, "/devices/%s", gone.id), d.token, NULL, 403, "forbidden");
 	same_snapshot(before, &r, &a, &d, "a refused request");
 
 	/* and the tokens that were refused elsewhere still work where they belong */
-	h_http(&p, &r, "GET", lp(&b, ""), other.token, NULL);
-	expect_json(&p, 200);
-	cr_assert_eq(jint(p.json, "head"), 0, "a refused push reached library b");
+	h_http(&p, &r, "GET", h_lp(&b, ""), other.token, NULL);
+	h_expect_json(&p, 200);
+	cr_assert_eq(h_jint(p.json, "head"), 0, "a refused push reached library b");
 	h_resp_free(&p);
-	h_http(&p, &r, "POST", lp(&a, "/changes"), d.token, push);
-	expect_json(&p, 200);
-	cr_assert_eq(jint(p.json, "accepted"), 1);
+	h_http(&p, &r, "POST", h_lp(&a, "/changes"), d.token, push);
+	h_expect_json(&p, 200);
+	cr_assert_eq(h_jint(p.json, "accepted"), 1);
 	h_resp_free(&p);
-	h_http(&p, &r, "GET", lp(&a, "/devices"), H_ADMIN, NULL);
-	expect_json(&p, 200);
+	h_http(&p, &r, "GET", h_lp(&a, "/devices"), H_ADMIN, NULL);
+	h_expect_json(&p, 200);
 	cr_assert_eq(json_array_size(json_object_get(p.json, "devices")), 2, "a refused enroll added a device: %s",
 		     p.body);
 	h_resp_free(&p);
@@ -763,12 +635,10 @@ Test(errors, bad_query_parameters, .timeout = 120)
 	};
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &d);
-	h_schema_ref(&r, &l, &d);
+	h_fixture(&r, &l, &d, NULL);
 	before = snapshot(&r, &l, &d);
 	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		h_http(&p, &r, "GET", lp(&l, "%s", bad[i]), d.token, NULL);
+		h_http(&p, &r, "GET", h_lp(&l, "%s", bad[i]), d.token, NULL);
 		cr_assert_eq(p.status, 400, "%s: expected 400, got %ld: %s", bad[i], p.status, p.body);
 		h_expect_problem(&p, 400, "bad-request");
 		problem_shape(&p);
@@ -822,16 +692,14 @@ Test(errors, oversized_query_string_gets_a_problem, .timeout = 120)
 	h_device(&r, &l, &d);
 	snprintf(auth, sizeof auth, "Bearer %s", d.token);
 	/* a 100 KB since= */
-	sr_buf_puts(&b, lp(&l, "/changes?since="));
+	sr_buf_puts(&b, h_lp(&l, "/changes?since="));
 	for (k = 0; k < 100000; k++)
 		sr_buf_putc(&b, '1');
-	raw_http(&p, &r, "GET", b.p, auth, NULL, 0);
+	h_http_raw(&p, &r, "GET", b.p, auth, NULL, 0);
 	sr_buf_free(&b);
 	expect_some_problem(&p, "a 100 KB query string");
 	/* and the relay serves the next ordinary request */
-	h_http(&p, &r, "GET", lp(&l, ""), d.token, NULL);
-	expect_json(&p, 200);
-	h_resp_free(&p);
+	h_http_json(&r, "GET", h_lp(&l, ""), d.token, NULL, 200);
 	cr_assert_eq(h_relay_stop(&r), 0, "relay exit status not 0; see %s", r.log);
 }
 
@@ -851,11 +719,9 @@ Test(errors, oversized_header_gets_a_problem, .timeout = 120)
 	sr_buf_puts(&b, "Bearer ");
 	for (k = 0; k < 100000; k++)
 		sr_buf_putc(&b, 'a');
-	raw_http(&p, &r, "GET", lp(&l, ""), b.p, NULL, 0);
+	h_http_raw(&p, &r, "GET", h_lp(&l, ""), b.p, NULL, 0);
 	sr_buf_free(&b);
 	expect_some_problem(&p, "a 100 KB Authorization header");
-	h_http(&p, &r, "GET", lp(&l, ""), d.token, NULL);
-	expect_json(&p, 200);
-	h_resp_free(&p);
+	h_http_json(&r, "GET", h_lp(&l, ""), d.token, NULL, 200);
 	cr_assert_eq(h_relay_stop(&r), 0, "relay exit status not 0; see %s", r.log);
 }

@@ -6,224 +6,19 @@
  */
 #define _GNU_SOURCE
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <libpq-fe.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
 
-static void suite_init(void)
-{
-	cr_assert_eq(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK, "curl_global_init failed");
-}
-
-static void suite_fini(void)
-{
-	curl_global_cleanup();
-}
-
-TestSuite(lifecycle, .init = suite_init, .fini = suite_fini, .timeout = 120);
-
-/* ---- one request on a caller-owned handle; safe off the test thread (no asserts) ---- */
-
-struct xresp {
-	long status;
-	char *body;
-	json_t *json;
-	char err[768]; /* transport failure, or "" */
-};
-
-static size_t x_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-	sr_buf_put(arg, data, size * nmemb);
-	return size * nmemb;
-}
-
-/* body NULL: GET; otherwise POST. progress (may be NULL) is an XFERINFOFUNCTION. */
-static int x_request(const char *url, const char *token, const char *body,
-		     curl_xferinfo_callback progress, void *progress_arg, struct xresp *out)
-{
-	CURL *c = curl_easy_init();
-	struct curl_slist *hdr = NULL;
-	char auth[256];
-	sr_buf b = {0};
-	CURLcode rc;
-
-	memset(out, 0, sizeof *out);
-	if (!c) {
-		snprintf(out->err, sizeof out->err, "curl_easy_init failed");
-		return -1;
-	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 90L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, x_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	if (token) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-		hdr = curl_slist_append(hdr, auth);
-	}
-	if (body) {
-		hdr = curl_slist_append(hdr, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-	}
-	hdr = curl_slist_append(hdr, "Expect:");
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	if (progress) {
-		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress);
-		curl_easy_setopt(c, CURLOPT_XFERINFODATA, progress_arg);
-	}
-	rc = curl_easy_perform(c);
-	curl_slist_free_all(hdr);
-	if (rc != CURLE_OK) {
-		snprintf(out->err, sizeof out->err, "%s %s: %s", body ? "POST" : "GET", url, curl_easy_strerror(rc));
-		sr_buf_free(&b);
-		curl_easy_cleanup(c);
-		return -1;
-	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-	out->body = sr_buf_steal(&b);
-	if (!out->body)
-		out->body = strdup("");
-	out->json = json_loads(out->body, 0, NULL);
-	curl_easy_cleanup(c);
-	return 0;
-}
-
-static void x_free(struct xresp *p)
-{
-	free(p->body);
-	json_decref(p->json);
-	p->body = NULL;
-	p->json = NULL;
-}
-
-/* Joins t by the monotonic deadline; fails naming what it waited for. */
-static void join_by(pthread_t t, double deadline, const char *what)
-{
-	struct timespec ts;
-	double left = deadline - h_mono();
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	if (left < 0)
-		left = 0;
-	ts.tv_sec += (time_t)left;
-	ts.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	cr_assert_eq(pthread_timedjoin_np(t, NULL, &ts), 0, "%s: still running at its deadline", what);
-}
-
-/* ---- /metrics ---- */
-
-static long metric(struct relay *r, const char *name)
-{
-	struct resp p;
-	const char *s;
-	size_t n = strlen(name);
-	long v = -1;
-
-	h_http(&p, r, "GET", "/metrics", NULL, NULL);
-	cr_assert_eq(p.status, 200, "GET /metrics on %s: %ld %s", r->url, p.status, p.body);
-	for (s = p.body; s && *s; s = strchr(s, '\n') ? strchr(s, '\n') + 1 : NULL)
-		if (!strncmp(s, name, n) && s[n] == ' ') {
-			v = atol(s + n + 1);
-			break;
-		}
-	h_resp_free(&p);
-	cr_assert(v >= 0, "metric %s is missing from /metrics of %s", name, r->url);
-	return v;
-}
-
-static void wait_held(struct relay *r, long want, double timeout)
-{
-	double t0 = h_mono();
-	long v;
-
-	for (;;) {
-		struct timespec tick = {0, 20 * 1000 * 1000};
-
-		v = metric(r, "syncrelay_longpolls_held");
-		if (v == want)
-			return;
-		cr_assert(h_mono() - t0 < timeout,
-			  "waited %.1f s for syncrelay_longpolls_held == %ld on %s; last seen %ld (log %s)", timeout,
-			  want, r->url, v, r->log);
-		nanosleep(&tick, NULL);
-	}
-}
-
-/* ---- relays started without waiting, so two can start at the same moment ---- */
-
-/* Forks syncrelayd on db; its stdout (for the listening line) comes back in *fd. */
-static void spawn(struct relay *r, const char *db, int *fd)
-{
-	static int counter;
-	int out[2];
-
-	memset(r, 0, sizeof *r);
-	snprintf(r->db, sizeof r->db, "%s", db);
-	snprintf(r->log, sizeof r->log, "/tmp/syncrelayd-test-%d-lc%d.log", (int)getpid(), counter++);
-	cr_assert(pipe(out) == 0);
-	r->pid = fork();
-	cr_assert(r->pid >= 0, "fork failed");
-	if (r->pid == 0) {
-		int logfd = open(r->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		dup2(out[1], 1);
-		if (logfd >= 0)
-			dup2(logfd, 2);
-		close(out[0]);
-		setenv("DATABASE_URL", r->db, 1);
-		setenv("SYNCRELAY_LISTEN", "127.0.0.1:0", 1);
-		setenv("SYNCRELAY_ADMIN_TOKEN", H_ADMIN, 1);
-		execl(SYNCRELAYD_PATH, "syncrelayd", (char *)NULL);
-		_exit(127);
-	}
-	close(out[1]);
-	*fd = out[0];
-}
-
-static void await_listening(struct relay *r, int fd, double deadline)
-{
-	const char *prefix = "listening on http://127.0.0.1:";
-	char line[256] = "", *p;
-	size_t len = 0;
-
-	while (!strchr(line, '\n')) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int left = (int)((deadline - h_mono()) * 1000);
-		ssize_t got;
-
-		cr_assert(left > 0, "syncrelayd (pid %d) printed no listening line by its deadline; saw \"%s\"; see %s",
-			  (int)r->pid, line, r->log);
-		if (poll(&pfd, 1, left) <= 0)
-			continue;
-		got = read(fd, line + len, sizeof line - 1 - len);
-		cr_assert(got > 0, "syncrelayd (pid %d) exited before listening; see %s", (int)r->pid, r->log);
-		len += (size_t)got;
-		line[len] = '\0';
-	}
-	close(fd);
-	p = strstr(line, prefix);
-	cr_assert(p, "unexpected first line from syncrelayd: %s", line);
-	r->port = atoi(p + strlen(prefix));
-	snprintf(r->url, sizeof r->url, "http://127.0.0.1:%d", r->port);
-}
+TestSuite(lifecycle, .init = h_curl_init, .fini = h_curl_fini, .timeout = 120);
 
 /* Lines of the relay's log that contain needle. */
 static int log_count(const struct relay *r, const char *needle)
@@ -280,7 +75,7 @@ static int migrations_recorded(const char *db)
 Test(lifecycle, sigterm_when_idle_exits_zero)
 {
 	struct relay r;
-	struct xresp x;
+	struct resp x;
 	char url[128];
 
 	h_relay_start(&r, NULL, NULL);
@@ -289,27 +84,9 @@ Test(lifecycle, sigterm_when_idle_exits_zero)
 	cr_assert_eq(log_count(&r, "stopped"), 1, "the relay did not log its orderly stop; see %s", r.log);
 	/* it no longer listens */
 	snprintf(url, sizeof url, "%s/healthz", r.url);
-	cr_assert_neq(x_request(url, NULL, NULL, NULL, NULL, &x), 0,
-		      "the stopped relay still answered: %ld %s", x.status, x.body);
-	x_free(&x);
-}
-
-struct held {
-	pthread_t th;
-	char url[256];
-	const char *token;
-	int rc;
-	double t_end;
-	struct xresp resp;
-};
-
-static void *held_run(void *arg)
-{
-	struct held *h = arg;
-
-	h->rc = x_request(h->url, h->token, NULL, NULL, NULL, &h->resp);
-	h->t_end = h_mono();
-	return NULL;
+	cr_assert_neq(h_xhttp(NULL, "GET", url, NULL, NULL, 90L, &x), 0, "the stopped relay still answered: %ld %s",
+		      x.status, x.body);
+	h_resp_free(&x);
 }
 
 Test(lifecycle, sigterm_answers_held_polls_then_exits_zero)
@@ -317,20 +94,16 @@ Test(lifecycle, sigterm_answers_held_polls_then_exits_zero)
 	struct relay r;
 	struct lib l;
 	struct dev d;
-	struct held h[5];
+	struct h_call h[5];
 	double t_sig, t_exit;
 	int i, rc;
 
 	h_relay_start(&r, NULL, NULL);
 	h_library(&r, &l);
 	h_device(&r, &l, &d);
-	for (i = 0; i < 5; i++) {
-		memset(&h[i], 0, sizeof h[i]);
-		snprintf(h[i].url, sizeof h[i].url, "%s/v1/libraries/%s/changes?since=0&wait=30", r.url, l.id);
-		h[i].token = d.token;
-		cr_assert_eq(pthread_create(&h[i].th, NULL, held_run, &h[i]), 0);
-	}
-	wait_held(&r, 5, 10);
+	for (i = 0; i < 5; i++)
+		h_call_start(&h[i], &r, d.token, "/v1/libraries/%s/changes?since=0&wait=30", l.id);
+	h_wait_held(&r, 5, 1, 10);
 
 	t_sig = h_mono();
 	rc = h_relay_stop(&r);
@@ -338,7 +111,7 @@ Test(lifecycle, sigterm_answers_held_polls_then_exits_zero)
 	cr_log_info("SIGTERM with 5 held polls: exited after %.3f s", t_exit - t_sig);
 	cr_assert_eq(rc, 0, "exit status after SIGTERM with held polls; see %s", r.log);
 	for (i = 0; i < 5; i++) {
-		join_by(h[i].th, t_sig + 10, "a held poll after SIGTERM");
+		h_call_join(&h[i], t_sig + 10, "a held poll after SIGTERM");
 		cr_assert_eq(h[i].rc, 0, "poll %d got no answer before the relay exited: %s", i, h[i].resp.err);
 		cr_assert_eq(h[i].resp.status, 200, "poll %d: %ld %s", i, h[i].resp.status, h[i].resp.body);
 		cr_assert(json_is_array(json_object_get(h[i].resp.json, "changes")) &&
@@ -347,7 +120,7 @@ Test(lifecycle, sigterm_answers_held_polls_then_exits_zero)
 		cr_assert_eq(json_integer_value(json_object_get(h[i].resp.json, "next")), 0, "%s", h[i].resp.body);
 		cr_assert(h[i].t_end - t_sig < 5.0, "poll %d was answered %.3f s after SIGTERM (its wait was 30 s)",
 			  i, h[i].t_end - t_sig);
-		x_free(&h[i].resp);
+		h_resp_free(&h[i].resp);
 	}
 }
 
@@ -396,7 +169,7 @@ struct bigpush {
 	int uploaded; /* the whole body was handed to the socket */
 	int rc;
 	double t_end;
-	struct xresp resp;
+	struct resp resp;
 };
 
 static int big_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
@@ -417,8 +190,19 @@ static int big_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_of
 static void *big_run(void *arg)
 {
 	struct bigpush *b = arg;
+	CURL *c = curl_easy_init();
 
-	b->rc = x_request(b->url, b->token, b->body, big_progress, b, &b->resp);
+	if (c) {
+		/* the progress callback tells the test once the whole body is on its way */
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, big_progress);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, b);
+		b->rc = h_xhttp(c, "POST", b->url, b->token, b->body, 90L, &b->resp);
+		curl_easy_cleanup(c);
+	} else {
+		b->rc = -1;
+		snprintf(b->resp.err, sizeof b->resp.err, "curl_easy_init failed");
+	}
 	b->t_end = h_mono();
 	pthread_mutex_lock(&b->lock);
 	b->uploaded = 2; /* finished, uploaded or not */
@@ -440,10 +224,7 @@ Test(lifecycle, sigterm_during_a_push_keeps_it_whole)
 	int rc, stored, answered, uploaded;
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &writer);
-	h_device(&r, &l, &reader);
-	h_schema_ref(&r, &l, &writer);
+	h_fixture(&r, &l, &writer, &reader);
 
 	memset(&b, 0, sizeof b);
 	pthread_mutex_init(&b.lock, NULL);
@@ -494,7 +275,7 @@ Test(lifecycle, sigterm_during_a_push_keeps_it_whole)
 	cr_assert_eq(stored, answered ? BIG : 0,
 		     "the client was answered %s but the database holds %d of the %d changes",
 		     answered ? "200" : "with a refusal", stored, BIG);
-	x_free(&b.resp);
+	h_resp_free(&b.resp);
 	free(b.body);
 }
 
@@ -566,7 +347,7 @@ static void *slow_run(void *arg)
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
 		curl_easy_setopt(c, CURLOPT_TIMEOUT, 90L);
 		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, x_body);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_write_buf);
 		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 		rc = curl_easy_perform(c);
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &s->status);
@@ -611,7 +392,7 @@ Test(lifecycle, sigterm_while_a_push_body_is_arriving_finishes_it)
 	struct lib l;
 	struct dev writer, reader;
 	struct slowpush s;
-	struct xresp x;
+	struct resp x;
 	pthread_t th;
 	char url[128];
 	uint64_t ms = h_now_ms();
@@ -620,10 +401,7 @@ Test(lifecycle, sigterm_while_a_push_body_is_arriving_finishes_it)
 	int status;
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &writer);
-	h_device(&r, &l, &reader);
-	h_schema_ref(&r, &l, &writer);
+	h_fixture(&r, &l, &writer, &reader);
 
 	memset(&s, 0, sizeof s);
 	pthread_mutex_init(&s.lock, NULL);
@@ -644,11 +422,11 @@ Test(lifecycle, sigterm_while_a_push_body_is_arriving_finishes_it)
 	for (;;) {
 		struct timespec tick = {0, 20 * 1000 * 1000};
 
-		if (x_request(url, NULL, NULL, NULL, NULL, &x)) {
+		if (h_xhttp(NULL, "GET", url, NULL, NULL, 90L, &x)) {
 			t_refused = h_mono();
 			break;
 		}
-		x_free(&x);
+		h_resp_free(&x);
 		cr_assert(h_mono() - t_sig < 10, "the relay still accepted new connections 10 s after SIGTERM");
 		nanosleep(&tick, NULL);
 	}
@@ -686,11 +464,11 @@ Test(lifecycle, two_relays_started_at_once_share_the_migration)
 	double deadline;
 
 	h_db_create(db, sizeof db);
-	spawn(&a, db, &fa);
-	spawn(&b, db, &fb);
+	h_relay_spawn(&a, db, NULL, &fa);
+	h_relay_spawn(&b, db, NULL, &fb);
 	deadline = h_mono() + 30;
-	await_listening(&a, fa, deadline);
-	await_listening(&b, fb, deadline);
+	h_relay_await(&a, fa, deadline);
+	h_relay_await(&b, fb, deadline);
 	va = expect_ready(&a);
 	vb = expect_ready(&b);
 	cr_assert_eq(va, vb, "the relays report schema versions %d and %d", va, vb);

@@ -7,7 +7,6 @@
 #define _GNU_SOURCE
 #include <curl/curl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,186 +14,7 @@
 
 #include "harness.h"
 
-static void suite_init(void)
-{
-	cr_assert_eq(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK, "curl_global_init failed");
-}
-
-static void suite_fini(void)
-{
-	curl_global_cleanup();
-}
-
-TestSuite(longpoll, .init = suite_init, .fini = suite_fini, .timeout = 120);
-
-/* ---- one request on a caller-owned handle; safe off the test thread (no asserts) ---- */
-
-struct xresp {
-	long status;
-	char *body;
-	json_t *json;
-	char err[768]; /* transport failure, or "" */
-};
-
-static size_t x_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-	sr_buf_put(arg, data, size * nmemb);
-	return size * nmemb;
-}
-
-static struct curl_slist *x_headers(const char *token)
-{
-	struct curl_slist *hdr = NULL;
-	char auth[256];
-
-	if (token) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-		hdr = curl_slist_append(hdr, auth);
-	}
-	return curl_slist_append(hdr, "Expect:");
-}
-
-static int x_get(CURL *c, const char *url, const char *token, struct xresp *out)
-{
-	struct curl_slist *hdr = x_headers(token);
-	sr_buf b = {0};
-	CURLcode rc;
-
-	memset(out, 0, sizeof *out);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 90L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, x_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	rc = curl_easy_perform(c);
-	curl_slist_free_all(hdr);
-	if (rc != CURLE_OK) {
-		snprintf(out->err, sizeof out->err, "GET %s: %s", url, curl_easy_strerror(rc));
-		sr_buf_free(&b);
-		return -1;
-	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
-	out->body = sr_buf_steal(&b);
-	if (!out->body)
-		out->body = strdup("");
-	out->json = json_loads(out->body, 0, NULL);
-	return 0;
-}
-
-static void x_free(struct xresp *p)
-{
-	free(p->body);
-	json_decref(p->json);
-	p->body = NULL;
-	p->json = NULL;
-}
-
-/* ---- a pull running in its own thread ---- */
-
-struct call {
-	char url[512];
-	const char *token;
-	pthread_t th;
-	double t_start, t_end;
-	int rc;
-	struct xresp resp;
-};
-
-static void *call_run(void *arg)
-{
-	struct call *p = arg;
-	CURL *c = curl_easy_init();
-
-	if (!c) {
-		p->rc = -1;
-		snprintf(p->resp.err, sizeof p->resp.err, "curl_easy_init failed");
-		p->t_end = h_mono();
-		return NULL;
-	}
-	p->rc = x_get(c, p->url, p->token, &p->resp);
-	p->t_end = h_mono();
-	curl_easy_cleanup(c);
-	return NULL;
-}
-
-static void call_start(struct call *p, const struct relay *r, const char *token, const char *fmt, ...)
-{
-	char path[256];
-	va_list ap;
-
-	memset(p, 0, sizeof *p);
-	va_start(ap, fmt);
-	vsnprintf(path, sizeof path, fmt, ap);
-	va_end(ap);
-	snprintf(p->url, sizeof p->url, "%s%s", r->url, path);
-	p->token = token;
-	p->t_start = h_mono();
-	cr_assert_eq(pthread_create(&p->th, NULL, call_run, p), 0);
-}
-
-/* Joins the call by the monotonic deadline; fails with what it waited for. */
-static void call_join(struct call *p, double deadline, const char *what)
-{
-	struct timespec ts;
-	double left = deadline - h_mono();
-	int rc;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	if (left < 0)
-		left = 0;
-	ts.tv_sec += (time_t)left;
-	ts.tv_nsec += (long)((left - (double)(time_t)left) * 1e9);
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	rc = pthread_timedjoin_np(p->th, NULL, &ts);
-	cr_assert_eq(rc, 0, "%s: GET %s had not returned %.1f s after it was sent", what, p->url,
-		     h_mono() - p->t_start);
-	cr_assert_eq(p->rc, 0, "%s: %s", what, p->resp.err);
-	cr_assert(p->resp.json, "%s: the answer is not JSON: %ld %s", what, p->resp.status, p->resp.body);
-}
-
-/* ---- /metrics ---- */
-
-static long metric(struct relay *r, const char *name)
-{
-	struct resp p;
-	const char *s;
-	size_t n = strlen(name);
-	long v = -1;
-
-	h_http(&p, r, "GET", "/metrics", NULL, NULL);
-	cr_assert_eq(p.status, 200, "GET /metrics on %s: %ld %s", r->url, p.status, p.body);
-	for (s = p.body; s && *s; s = strchr(s, '\n') ? strchr(s, '\n') + 1 : NULL)
-		if (!strncmp(s, name, n) && s[n] == ' ') {
-			v = atol(s + n + 1);
-			break;
-		}
-	h_resp_free(&p);
-	cr_assert(v >= 0, "metric %s is missing from /metrics of %s", name, r->url);
-	return v;
-}
-
-/* Polls /metrics until syncrelay_longpolls_held reaches want (exactly, when exact). */
-static void wait_held(struct relay *r, long want, int exact, double timeout)
-{
-	double t0 = h_mono();
-	long v;
-
-	for (;;) {
-		struct timespec tick = {0, 20 * 1000 * 1000};
-
-		v = metric(r, "syncrelay_longpolls_held");
-		if (exact ? v == want : v >= want)
-			return;
-		cr_assert(h_mono() - t0 < timeout,
-			  "waited %.1f s for syncrelay_longpolls_held %s %ld on %s; last seen %ld (log %s)",
-			  timeout, exact ? "==" : ">=", want, r->url, v, r->log);
-		nanosleep(&tick, NULL);
-	}
-}
+TestSuite(longpoll, .init = h_curl_init, .fini = h_curl_fini, .timeout = 120);
 
 /* ---- fixtures ---- */
 
@@ -203,14 +23,6 @@ struct world {
 	struct lib l;
 	struct dev d1, d2; /* d1 pushes, d2 polls */
 };
-
-static void world_setup(struct world *w, struct relay *r)
-{
-	h_library(r, &w->l);
-	h_device(r, &w->l, &w->d1);
-	h_device(r, &w->l, &w->d2);
-	h_schema_ref(r, &w->l, &w->d1);
-}
 
 /* Pushes n changes and returns the monotonic time the answer arrived; seconds taken in *took. */
 static double push(struct relay *r, const struct lib *l, const struct dev *d, uint64_t ms, int first,
@@ -250,26 +62,26 @@ static void expect_one_change(const json_t *page, const char *body, const char *
 Test(longpoll, held_poll_is_woken_by_a_push_from_another_device)
 {
 	struct world w;
-	struct call c;
+	struct h_call c;
 	char hlc[SR_HLC_LEN + 1];
 	uint64_t ms = h_now_ms();
 	double t_push, latency;
 
 	h_relay_start(&w.r, NULL, NULL);
-	world_setup(&w, &w.r);
-	call_start(&c, &w.r, w.d2.token, "/v1/libraries/%s/changes?since=0&wait=10", w.l.id);
-	wait_held(&w.r, 1, 1, 10);
+	h_fixture(&w.r, &w.l, &w.d1, &w.d2);
+	h_call_start(&c, &w.r, w.d2.token, "/v1/libraries/%s/changes?since=0&wait=10", w.l.id);
+	h_wait_held(&w.r, 1, 1, 10);
 
 	t_push = push(&w.r, &w.l, &w.d1, ms, 0, 1, NULL);
-	call_join(&c, t_push + 5, "poll woken by a push");
+	h_call_join(&c, t_push + 5, "poll woken by a push");
 	latency = c.t_end - t_push;
 	cr_log_info("long-poll wake latency (push answered -> poll answered): %.1f ms", latency * 1e3);
 	cr_assert_eq(c.resp.status, 200, "%s", c.resp.body);
 	h_hlc(hlc, ms, 0, w.d1.id);
 	expect_one_change(c.resp.json, c.resp.body, hlc, 1);
 	cr_assert(latency < 1.0, "the poll returned %.3f s after the push was answered (limit 1 s)", latency);
-	wait_held(&w.r, 0, 1, 5);
-	x_free(&c.resp);
+	h_wait_held(&w.r, 0, 1, 5);
+	h_resp_free(&c.resp);
 	cr_assert_eq(h_relay_stop(&w.r), 0, "relay exit status; see %s", w.r.log);
 }
 
@@ -282,7 +94,7 @@ Test(longpoll, wait_with_nothing_new_answers_empty_at_its_deadline)
 	uint64_t ms = h_now_ms();
 
 	h_relay_start(&w.r, NULL, NULL);
-	world_setup(&w, &w.r);
+	h_fixture(&w.r, &w.l, &w.d1, &w.d2);
 	push(&w.r, &w.l, &w.d1, ms, 0, 2, NULL);
 
 	/* caught up with two changes: nothing new after since=2 */
@@ -313,7 +125,7 @@ Test(longpoll, wait_with_nothing_new_answers_empty_at_its_deadline)
 	cr_assert(p.seconds >= 0.9 && p.seconds < 3.0, "wait=1 on an empty library answered after %.3f s",
 		  p.seconds);
 	h_resp_free(&p);
-	wait_held(&w.r, 0, 1, 5);
+	h_wait_held(&w.r, 0, 1, 5);
 	cr_assert_eq(h_relay_stop(&w.r), 0, "relay exit status; see %s", w.r.log);
 }
 
@@ -321,20 +133,20 @@ Test(longpoll, poll_on_one_relay_is_woken_by_a_push_to_another)
 {
 	struct relay a, b;
 	struct world w;
-	struct call c;
+	struct h_call c;
 	char hlc[SR_HLC_LEN + 1];
 	uint64_t ms = h_now_ms();
 	double t_push, latency;
 
 	h_relay_start(&a, NULL, NULL);
 	h_relay_start(&b, a.db, NULL);
-	world_setup(&w, &a);
-	call_start(&c, &a, w.d2.token, "/v1/libraries/%s/changes?since=0&wait=10", w.l.id);
-	wait_held(&a, 1, 1, 10);
-	cr_assert_eq(metric(&b, "syncrelay_longpolls_held"), 0, "relay B holds a poll it never received");
+	h_fixture(&a, &w.l, &w.d1, &w.d2);
+	h_call_start(&c, &a, w.d2.token, "/v1/libraries/%s/changes?since=0&wait=10", w.l.id);
+	h_wait_held(&a, 1, 1, 10);
+	cr_assert_eq(h_metric(&b, "syncrelay_longpolls_held"), 0, "relay B holds a poll it never received");
 
 	t_push = push(&b, &w.l, &w.d1, ms, 0, 1, NULL);
-	call_join(&c, t_push + 5, "poll on relay A woken by a push to relay B");
+	h_call_join(&c, t_push + 5, "poll on relay A woken by a push to relay B");
 	latency = c.t_end - t_push;
 	cr_log_info("cross-relay wake latency (push to B answered -> poll on A answered): %.1f ms",
 		    latency * 1e3);
@@ -343,7 +155,7 @@ Test(longpoll, poll_on_one_relay_is_woken_by_a_push_to_another)
 	expect_one_change(c.resp.json, c.resp.body, hlc, 1);
 	cr_assert(latency < 1.0, "the poll on A returned %.3f s after the push to B was answered (limit 1 s)",
 		  latency);
-	x_free(&c.resp);
+	h_resp_free(&c.resp);
 	cr_assert_eq(h_relay_stop(&b), 0, "relay B exit status; see %s", b.log);
 	cr_assert_eq(h_relay_stop(&a), 0, "relay A exit status; see %s", a.log);
 }
@@ -351,32 +163,32 @@ Test(longpoll, poll_on_one_relay_is_woken_by_a_push_to_another)
 Test(longpoll, own_change_does_not_answer_the_poll)
 {
 	struct world w;
-	struct call own, other;
+	struct h_call own, other;
 	char hlc[SR_HLC_LEN + 1];
 	uint64_t ms = h_now_ms();
 	double t_push, held_for;
 
 	h_relay_start(&w.r, NULL, NULL);
-	world_setup(&w, &w.r);
+	h_fixture(&w.r, &w.l, &w.d1, &w.d2);
 	/* d1 waits 3 s and is the author of the coming change; d2 waits 10 s and should get it */
-	call_start(&own, &w.r, w.d1.token, "/v1/libraries/%s/changes?since=0&wait=3", w.l.id);
-	call_start(&other, &w.r, w.d2.token, "/v1/libraries/%s/changes?since=0&wait=10", w.l.id);
-	wait_held(&w.r, 2, 1, 10);
+	h_call_start(&own, &w.r, w.d1.token, "/v1/libraries/%s/changes?since=0&wait=3", w.l.id);
+	h_call_start(&other, &w.r, w.d2.token, "/v1/libraries/%s/changes?since=0&wait=10", w.l.id);
+	h_wait_held(&w.r, 2, 1, 10);
 
 	t_push = push(&w.r, &w.l, &w.d1, ms, 0, 1, NULL);
 	/* the push woke the library: d2's poll returns with the change ... */
-	call_join(&other, t_push + 5, "poll of the other device");
+	h_call_join(&other, t_push + 5, "poll of the other device");
 	cr_assert_eq(other.resp.status, 200, "%s", other.resp.body);
 	h_hlc(hlc, ms, 0, w.d1.id);
 	expect_one_change(other.resp.json, other.resp.body, hlc, 1);
 	cr_assert(other.t_end - t_push < 1.0, "the other device's poll took %.3f s after the push",
 		  other.t_end - t_push);
 	/* ... while the author's poll, woken too, found only its own change and is held again */
-	wait_held(&w.r, 1, 1, 5);
+	h_wait_held(&w.r, 1, 1, 5);
 	cr_assert(own.t_end == 0, "the author's poll returned %.3f s after the push: %s",
 		  own.t_end - t_push, own.resp.body ? own.resp.body : own.resp.err);
 
-	call_join(&own, own.t_start + 3 + 5, "the author's poll, due at its 3 s deadline");
+	h_call_join(&own, own.t_start + 3 + 5, "the author's poll, due at its 3 s deadline");
 	held_for = own.t_end - own.t_start;
 	cr_log_info("author's poll answered after %.3f s (push at %.3f s)", held_for, t_push - own.t_start);
 	cr_assert_eq(own.resp.status, 200, "%s", own.resp.body);
@@ -388,8 +200,8 @@ Test(longpoll, own_change_does_not_answer_the_poll)
 	cr_assert_eq(json_integer_value(json_object_get(own.resp.json, "head")), 1, "%s", own.resp.body);
 	cr_assert(held_for >= 2.9 && held_for < 6.0,
 		  "the author's poll was answered after %.3f s, expected its 3 s deadline", held_for);
-	x_free(&own.resp);
-	x_free(&other.resp);
+	h_resp_free(&own.resp);
+	h_resp_free(&other.resp);
 	cr_assert_eq(h_relay_stop(&w.r), 0, "relay exit status; see %s", w.r.log);
 }
 
@@ -403,7 +215,7 @@ Test(longpoll, wait_above_the_limit_is_refused)
 	size_t i;
 
 	h_relay_start(&w.r, NULL, NULL);
-	world_setup(&w, &w.r);
+	h_fixture(&w.r, &w.l, &w.d1, &w.d2);
 	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		snprintf(path, sizeof path, "/v1/libraries/%s/changes?since=0&wait=%s", w.l.id, bad[i]);
 		h_http(&p, &w.r, "GET", path, w.d2.token, NULL);
@@ -411,7 +223,7 @@ Test(longpoll, wait_above_the_limit_is_refused)
 		h_expect_problem(&p, 400, "bad-request");
 		h_resp_free(&p);
 	}
-	cr_assert_eq(metric(&w.r, "syncrelay_longpolls_held"), 0, "a refused poll is held");
+	cr_assert_eq(h_metric(&w.r, "syncrelay_longpolls_held"), 0, "a refused poll is held");
 
 	/* the limit itself is accepted: with a change pending it answers at once */
 	push(&w.r, &w.l, &w.d1, ms, 0, 1, NULL);
@@ -466,11 +278,11 @@ static void *multi_run(void *arg)
 			snprintf(m->err, sizeof m->err, "curl_easy_init failed at poll %d", i);
 			goto cleanup;
 		}
-		p->hdr = x_headers(m->token);
+		p->hdr = h_xheaders(m->token);
 		curl_easy_setopt(p->e, CURLOPT_URL, m->url);
 		curl_easy_setopt(p->e, CURLOPT_TIMEOUT, 90L);
 		curl_easy_setopt(p->e, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(p->e, CURLOPT_WRITEFUNCTION, x_body);
+		curl_easy_setopt(p->e, CURLOPT_WRITEFUNCTION, h_write_buf);
 		curl_easy_setopt(p->e, CURLOPT_WRITEDATA, &p->body);
 		curl_easy_setopt(p->e, CURLOPT_HTTPHEADER, p->hdr);
 		curl_easy_setopt(p->e, CURLOPT_PRIVATE, p);
@@ -529,16 +341,14 @@ Test(longpoll, three_hundred_held_polls_leave_the_relay_responsive, .timeout = 1
 
 	cr_assert(m);
 	h_relay_start(&w.r, NULL, NULL);
-	world_setup(&w, &w.r);
-	h_library(&w.r, &other);
-	h_device(&w.r, &other, &d3);
-	h_schema_ref(&w.r, &other, &d3);
+	h_fixture(&w.r, &w.l, &w.d1, &w.d2);
+	h_fixture(&w.r, &other, &d3, NULL);
 
 	snprintf(m->url, sizeof m->url, "%s/v1/libraries/%s/changes?since=0&wait=20", w.r.url, w.l.id);
 	m->token = w.d2.token;
 	m->hard_deadline = h_mono() + 60;
 	cr_assert_eq(pthread_create(&th, NULL, multi_run, m), 0);
-	wait_held(&w.r, NPOLL, 0, 30);
+	h_wait_held(&w.r, NPOLL, 0, 30);
 	cr_assert_eq(__atomic_load_n(&m->ndone, __ATOMIC_SEQ_CST), 0,
 		     "%d polls returned before anything was pushed (%s)", m->ndone, m->err);
 
@@ -570,7 +380,7 @@ Test(longpoll, three_hundred_held_polls_leave_the_relay_responsive, .timeout = 1
 	/* pushes to another library wake no one here */
 	cr_assert_eq(__atomic_load_n(&m->ndone, __ATOMIC_SEQ_CST), 0,
 		     "%d polls returned after pushes to another library", m->ndone);
-	wait_held(&w.r, NPOLL, 0, 5);
+	h_wait_held(&w.r, NPOLL, 0, 5);
 
 	/* one change to the held library answers all 300 */
 	t_push = push(&w.r, &w.l, &w.d1, ms, 0, 1, NULL);
@@ -601,7 +411,7 @@ Test(longpoll, three_hundred_held_polls_leave_the_relay_responsive, .timeout = 1
 	cr_log_info("all %d polls answered with the change; the last %.1f ms after the push", NPOLL,
 		    worst_wake * 1e3);
 	cr_assert(worst_wake < 5.0, "poll %d returned %.3f s after the push (limit 5 s)", worst, worst_wake);
-	wait_held(&w.r, 0, 1, 5);
+	h_wait_held(&w.r, 0, 1, 5);
 	free(m);
 	cr_assert_eq(h_relay_stop(&w.r), 0, "relay exit status; see %s", w.r.log);
 }

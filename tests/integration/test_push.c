@@ -3,9 +3,7 @@
  * paging, idempotent re-push, every refusal a push can meet (each leaving the library
  * untouched), last-writer-wins, tombstones, limits, and held long-polls.
  */
-#include <curl/curl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,101 +13,16 @@
 
 /* ---- small helpers ---- */
 
-static long long jint(const json_t *o, const char *k)
-{
-	return (long long)json_integer_value(json_object_get(o, k));
-}
-
-static const char *jstr(const json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
-
-static const char *lp(const struct lib *l, const char *fmt, ...)
-{
-	static char bufs[8][1024];
-	static int next;
-	char *b = bufs[next++ % 8];
-	int n = snprintf(b, 1024, "/v1/libraries/%s", l->id);
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(b + n, (size_t)(1024 - n), fmt, ap);
-	va_end(ap);
-	return b;
-}
-
-static void expect_json(const struct resp *p, long status)
-{
-	cr_assert_eq(p->status, status, "expected %ld, got %ld: %.2000s", status, p->status, p->body);
-	cr_assert_str_eq(p->ctype, "application/json", "content type \"%s\"", p->ctype);
-	cr_assert(p->json, "body is not JSON: %.2000s", p->body);
-}
-
-static void uuid(char out[SR_UUID_LEN + 1])
-{
-	cr_assert(sr_uuid_random(out) == 0);
-}
-
-struct chb {
-	sr_buf b;
-	int n;
-};
-
-static void chb_add(struct chb *c, const char *hlc, const char *model, const char *rid, const char *op,
-		    const char *data)
-{
-	sr_buf_puts(&c->b, c->n++ ? "," : "{\"changes\":[");
-	sr_buf_printf(&c->b, "{\"hlc\":\"%s\",\"model\":\"%s\",\"record_id\":\"%s\",\"op\":\"%s\"", hlc, model,
-		      rid, op);
-	if (data)
-		sr_buf_printf(&c->b, ",\"data\":%s", data);
-	sr_buf_putc(&c->b, '}');
-}
-
-/* Appends a raw change object (for malformed ones). */
-static void chb_raw(struct chb *c, const char *obj)
-{
-	sr_buf_puts(&c->b, c->n++ ? "," : "{\"changes\":[");
-	sr_buf_puts(&c->b, obj);
-}
-
-static char *chb_end(struct chb *c)
-{
-	if (!c->n)
-		sr_buf_puts(&c->b, "{\"changes\":[");
-	sr_buf_puts(&c->b, "]}");
-	c->n = 0;
-	return sr_buf_steal(&c->b);
-}
-
-/* Pushes body (freed) as d; expects 200 with accepted and duplicates; returns the head. */
-static long long push_ok(struct relay *r, const struct lib *l, const struct dev *d, char *body,
-			 long long accepted, long long dups)
-{
-	struct resp p;
-	long long head;
-
-	h_http(&p, r, "POST", lp(l, "/changes"), d->token, body);
-	expect_json(&p, 200);
-	cr_assert_eq(jint(p.json, "accepted"), accepted, "accepted: %.2000s", p.body);
-	cr_assert_eq(jint(p.json, "duplicates"), dups, "duplicates: %.2000s", p.body);
-	head = jint(p.json, "head");
-	h_resp_free(&p);
-	free(body);
-	return head;
-}
-
 /* Pushes body (freed) and expects a problem; with idx >= 0 the problem names that index. */
 static void push_refused(struct relay *r, const struct lib *l, const struct dev *d, char *body, long status,
 			 const char *code, int idx)
 {
 	struct resp p;
 
-	h_http(&p, r, "POST", lp(l, "/changes"), d->token, body);
+	h_http(&p, r, "POST", h_lp(l, "/changes"), d->token, body);
 	h_expect_problem(&p, status, code);
 	if (idx >= 0)
-		cr_assert(json_is_integer(json_object_get(p.json, "index")) && jint(p.json, "index") == idx,
+		cr_assert(json_is_integer(json_object_get(p.json, "index")) && h_jint(p.json, "index") == idx,
 			  "expected index %d: %s", idx, p.body);
 	h_resp_free(&p);
 	free(body);
@@ -118,24 +31,12 @@ static void push_refused(struct relay *r, const struct lib *l, const struct dev 
 static void put1(struct relay *r, const struct lib *l, const struct dev *d, const char *model, const char *rid,
 		 uint64_t ms, uint64_t counter, const char *data)
 {
-	struct chb c = {0};
+	struct h_chb c = {0};
 	char hlc[SR_HLC_LEN + 1];
 
 	h_hlc(hlc, ms, counter, d->id);
-	chb_add(&c, hlc, model, rid, data ? "upsert" : "delete", data);
-	push_ok(r, l, d, chb_end(&c), 1, 0);
-}
-
-static long long lib_head(struct relay *r, const struct lib *l)
-{
-	struct resp p;
-	long long h;
-
-	h_http(&p, r, "GET", lp(l, ""), H_ADMIN, NULL);
-	expect_json(&p, 200);
-	h = jint(p.json, "head");
-	h_resp_free(&p);
-	return h;
+	h_chb_add(&c, hlc, model, rid, data ? "upsert" : "delete", data);
+	h_push_ok(r, l, d, h_chb_end(&c), 1, 0);
 }
 
 /* Everything a push could change, as text: the whole log (pull with include_own), every
@@ -145,15 +46,15 @@ static char *snapshot(struct relay *r, const struct lib *l, const struct dev *d)
 	struct resp p;
 	sr_buf b = {0};
 
-	h_http(&p, r, "GET", lp(l, "/changes?since=0&limit=10000&include_own=1"), d->token, NULL);
-	expect_json(&p, 200);
+	h_http(&p, r, "GET", h_lp(l, "/changes?since=0&limit=10000&include_own=1"), d->token, NULL);
+	h_expect_json(&p, 200);
 	sr_buf_puts(&b, p.body);
 	h_resp_free(&p);
-	h_http(&p, r, "GET", lp(l, "/digest"), d->token, NULL);
-	expect_json(&p, 200);
+	h_http(&p, r, "GET", h_lp(l, "/digest"), d->token, NULL);
+	h_expect_json(&p, 200);
 	sr_buf_puts(&b, p.body);
 	h_resp_free(&p);
-	sr_buf_printf(&b, "head=%lld", lib_head(r, l));
+	sr_buf_printf(&b, "head=%lld", h_lib_head(r, l));
 	return sr_buf_steal(&b);
 }
 
@@ -174,10 +75,10 @@ static json_t *record_get(struct relay *r, const struct lib *l, const struct dev
 	json_t *rec, *found = NULL;
 	size_t i;
 
-	h_http(&p, r, "GET", lp(l, "/records?model=%s&include_deleted=1&limit=10000", model), d->token, NULL);
-	expect_json(&p, 200);
+	h_http(&p, r, "GET", h_lp(l, "/records?model=%s&include_deleted=1&limit=10000", model), d->token, NULL);
+	h_expect_json(&p, 200);
 	json_array_foreach(json_object_get(p.json, "records"), i, rec)
-		if (!strcmp(jstr(rec, "record_id"), rid))
+		if (!strcmp(h_jstr(rec, "record_id"), rid))
 			found = json_incref(rec);
 	h_resp_free(&p);
 	return found;
@@ -190,9 +91,9 @@ static json_t *scope_get(struct relay *r, const struct lib *l, const struct dev 
 	struct resp p;
 	json_t *s = NULL, *scopes;
 
-	h_http(&p, r, "GET", lp(l, "/digest?model=%s%s%s", model, owner ? "&owner=" : "", owner ? owner : ""),
+	h_http(&p, r, "GET", h_lp(l, "/digest?model=%s%s%s", model, owner ? "&owner=" : "", owner ? owner : ""),
 	       d->token, NULL);
-	expect_json(&p, 200);
+	h_expect_json(&p, 200);
 	scopes = json_object_get(p.json, "scopes");
 	cr_assert_leq(json_array_size(scopes), 1, "%s", p.body);
 	if (json_array_size(scopes))
@@ -337,7 +238,7 @@ Test(push, thousand_changes_pulled_back_byte_for_byte, .timeout = 120)
 	struct lib l;
 	struct dev d1, d2;
 	struct resp p;
-	struct chb c = {0};
+	struct h_chb c = {0};
 	static struct bigc ch[BIG];
 	static struct bigrec recs[BIG];
 	static struct span spans[BIG];
@@ -347,10 +248,7 @@ Test(push, thousand_changes_pulled_back_byte_for_byte, .timeout = 120)
 	int i, k, nrecs = 0, got = 0, pages = 0;
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &d1);
-	h_device(&r, &l, &d2);
-	h_schema_ref(&r, &l, &d1);
+	h_fixture(&r, &l, &d1, &d2);
 
 	for (i = 0; i < BIG; i++) {
 		struct bigc *x = &ch[i];
@@ -365,7 +263,7 @@ Test(push, thousand_changes_pulled_back_byte_for_byte, .timeout = 120)
 		if (target < 0) {
 			target = nrecs++;
 			recs[target].model = i % 7 == 3 ? "content_identity" : "entry";
-			uuid(recs[target].rid);
+			h_uuid(recs[target].rid);
 		}
 		x->model = recs[target].model;
 		snprintf(x->rid, sizeof x->rid, "%s", recs[target].rid);
@@ -380,9 +278,9 @@ Test(push, thousand_changes_pulled_back_byte_for_byte, .timeout = 120)
 			cr_assert(j, "template %d: %s", i % NTEMPLATES, err.text);
 			x->canon = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 			json_decref(j);
-			chb_add(&c, x->hlc, x->model, x->rid, "upsert", raw);
+			h_chb_add(&c, x->hlc, x->model, x->rid, "upsert", raw);
 		} else {
-			chb_add(&c, x->hlc, x->model, x->rid, "delete", NULL);
+			h_chb_add(&c, x->hlc, x->model, x->rid, "delete", NULL);
 		}
 		/* the expected current state: last writer wins by HLC */
 		if (!recs[target].hlc || strcmp(x->hlc, recs[target].hlc) > 0) {
@@ -394,13 +292,13 @@ Test(push, thousand_changes_pulled_back_byte_for_byte, .timeout = 120)
 		if (strcmp(x->hlc, wm[k]) > 0)
 			memcpy(wm[k], x->hlc, sizeof wm[k]);
 	}
-	body = chb_end(&c);
+	body = h_chb_end(&c);
 
-	h_http(&p, &r, "POST", lp(&l, "/changes"), d1.token, body);
-	expect_json(&p, 200);
-	cr_assert_eq(jint(p.json, "accepted"), BIG, "%.500s", p.body);
-	cr_assert_eq(jint(p.json, "duplicates"), 0);
-	cr_assert_eq(jint(p.json, "head"), BIG);
+	h_http(&p, &r, "POST", h_lp(&l, "/changes"), d1.token, body);
+	h_expect_json(&p, 200);
+	cr_assert_eq(h_jint(p.json, "accepted"), BIG, "%.500s", p.body);
+	cr_assert_eq(h_jint(p.json, "duplicates"), 0);
+	cr_assert_eq(h_jint(p.json, "head"), BIG);
 	h_resp_free(&p);
 
 	/* pulled back by another device in pages of 300 */
@@ -409,8 +307,8 @@ Test(push, thousand_changes_pulled_back_byte_for_byte, .timeout = 120)
 		size_t j;
 		int n;
 
-		h_http(&p, &r, "GET", lp(&l, "/changes?since=%lld&limit=300", since), d2.token, NULL);
-		expect_json(&p, 200);
+		h_http(&p, &r, "GET", h_lp(&l, "/changes?since=%lld&limit=300", since), d2.token, NULL);
+		h_expect_json(&p, 200);
 		arr = json_object_get(p.json, "changes");
 		n = raw_data(p.body, spans, BIG);
 		cr_assert_eq(n, (int)json_array_size(arr), "raw scan found %d changes, JSON %zu", n,
@@ -419,11 +317,11 @@ Test(push, thousand_changes_pulled_back_byte_for_byte, .timeout = 120)
 		json_array_foreach(arr, j, e) {
 			struct bigc *x = &ch[got];
 
-			cr_assert_eq(jint(e, "seq"), got + 1, "change %d has seq %lld", got, jint(e, "seq"));
-			cr_assert_str_eq(jstr(e, "hlc"), x->hlc, "change %d hlc", got);
-			cr_assert_str_eq(jstr(e, "model"), x->model, "change %d model", got);
-			cr_assert_str_eq(jstr(e, "record_id"), x->rid, "change %d record_id", got);
-			cr_assert_str_eq(jstr(e, "op"), x->del ? "delete" : "upsert", "change %d op", got);
+			cr_assert_eq(h_jint(e, "seq"), got + 1, "change %d has seq %lld", got, h_jint(e, "seq"));
+			cr_assert_str_eq(h_jstr(e, "hlc"), x->hlc, "change %d hlc", got);
+			cr_assert_str_eq(h_jstr(e, "model"), x->model, "change %d model", got);
+			cr_assert_str_eq(h_jstr(e, "record_id"), x->rid, "change %d record_id", got);
+			cr_assert_str_eq(h_jstr(e, "op"), x->del ? "delete" : "upsert", "change %d op", got);
 			if (x->del) {
 				cr_assert(spans[j].n == 4 && !strncmp(spans[j].p, "null", 4),
 					  "delete %d served data %.*s", got, (int)spans[j].n, spans[j].p);
@@ -434,43 +332,43 @@ Test(push, thousand_changes_pulled_back_byte_for_byte, .timeout = 120)
 			}
 			got++;
 		}
-		cr_assert_eq(jint(p.json, "next"), got, "next after page %d", pages);
-		cr_assert_eq(jint(p.json, "head"), BIG);
-		cr_assert_eq(jint(p.json, "schema_version"), 1);
+		cr_assert_eq(h_jint(p.json, "next"), got, "next after page %d", pages);
+		cr_assert_eq(h_jint(p.json, "head"), BIG);
+		cr_assert_eq(h_jint(p.json, "schema_version"), 1);
 		cr_assert(json_is_boolean(json_object_get(p.json, "more")) &&
 			  json_is_true(json_object_get(p.json, "more")) == (got < BIG),
 			  "more is wrong after %d changes: %.200s", got, p.body);
-		since = jint(p.json, "next");
+		since = h_jint(p.json, "next");
 		h_resp_free(&p);
 		cr_assert_lt(++pages, 10, "pull does not end");
 	}
 	cr_assert_eq(pages, 4);
 
 	/* the default limit is 1000: one page, nothing more */
-	h_http(&p, &r, "GET", lp(&l, "/changes"), d2.token, NULL);
-	expect_json(&p, 200);
+	h_http(&p, &r, "GET", h_lp(&l, "/changes"), d2.token, NULL);
+	h_expect_json(&p, 200);
 	cr_assert_eq(json_array_size(json_object_get(p.json, "changes")), BIG);
 	cr_assert(json_is_false(json_object_get(p.json, "more")));
 	h_resp_free(&p);
 	/* the tail */
-	h_http(&p, &r, "GET", lp(&l, "/changes?since=995"), d2.token, NULL);
-	expect_json(&p, 200);
+	h_http(&p, &r, "GET", h_lp(&l, "/changes?since=995"), d2.token, NULL);
+	h_expect_json(&p, 200);
 	cr_assert_eq(json_array_size(json_object_get(p.json, "changes")), 5);
-	cr_assert_eq(jint(json_array_get(json_object_get(p.json, "changes"), 0), "seq"), 996);
-	cr_assert_eq(jint(p.json, "next"), BIG);
+	cr_assert_eq(h_jint(json_array_get(json_object_get(p.json, "changes"), 0), "seq"), 996);
+	cr_assert_eq(h_jint(p.json, "next"), BIG);
 	h_resp_free(&p);
 	/* the author's own changes are left out unless include_own=1; next still moves */
-	h_http(&p, &r, "GET", lp(&l, "/changes?since=0"), d1.token, NULL);
-	expect_json(&p, 200);
+	h_http(&p, &r, "GET", h_lp(&l, "/changes?since=0"), d1.token, NULL);
+	h_expect_json(&p, 200);
 	cr_assert_eq(json_array_size(json_object_get(p.json, "changes")), 0, "%.300s", p.body);
-	cr_assert_eq(jint(p.json, "next"), BIG);
+	cr_assert_eq(h_jint(p.json, "next"), BIG);
 	cr_assert(json_is_false(json_object_get(p.json, "more")));
 	h_resp_free(&p);
-	h_http(&p, &r, "GET", lp(&l, "/changes?since=0&limit=10&include_own=1"), d1.token, NULL);
-	expect_json(&p, 200);
+	h_http(&p, &r, "GET", h_lp(&l, "/changes?since=0&limit=10&include_own=1"), d1.token, NULL);
+	h_expect_json(&p, 200);
 	cr_assert_eq(json_array_size(json_object_get(p.json, "changes")), 10);
-	cr_assert_str_eq(jstr(json_array_get(json_object_get(p.json, "changes"), 9), "hlc"), ch[9].hlc);
-	cr_assert_eq(jint(p.json, "next"), 10);
+	cr_assert_str_eq(h_jstr(json_array_get(json_object_get(p.json, "changes"), 9), "hlc"), ch[9].hlc);
+	cr_assert_eq(h_jint(p.json, "next"), 10);
 	cr_assert(json_is_true(json_object_get(p.json, "more")));
 	h_resp_free(&p);
 
@@ -490,29 +388,29 @@ Test(push, thousand_changes_pulled_back_byte_for_byte, .timeout = 120)
 		}
 		s = scope_get(&r, &l, &d2, "entry", d1.id);
 		cr_assert(s, "no entry scope");
-		cr_assert_eq(jint(s, "count"), cnt[0]);
+		cr_assert_eq(h_jint(s, "count"), cnt[0]);
 		sr_hash_hex(hex, hx[0]);
-		cr_assert_str_eq(jstr(s, "hash"), hex);
-		cr_assert_str_eq(jstr(s, "watermark"), wm[0]);
+		cr_assert_str_eq(h_jstr(s, "hash"), hex);
+		cr_assert_str_eq(h_jstr(s, "watermark"), wm[0]);
 		json_decref(s);
 		s = scope_get(&r, &l, &d2, "content_identity", NULL);
 		cr_assert(s, "no content_identity scope");
-		cr_assert_eq(jint(s, "count"), cnt[1]);
+		cr_assert_eq(h_jint(s, "count"), cnt[1]);
 		sr_hash_hex(hex, hx[1]);
-		cr_assert_str_eq(jstr(s, "hash"), hex);
-		cr_assert_str_eq(jstr(s, "watermark"), wm[1]);
+		cr_assert_str_eq(h_jstr(s, "hash"), hex);
+		cr_assert_str_eq(h_jstr(s, "watermark"), wm[1]);
 		json_decref(s);
 	}
 
 	/* the same batch again: all duplicates, nothing moves */
-	head = lib_head(&r, &l);
-	h_http(&p, &r, "POST", lp(&l, "/changes"), d1.token, body);
-	expect_json(&p, 200);
-	cr_assert_eq(jint(p.json, "accepted"), 0, "%.300s", p.body);
-	cr_assert_eq(jint(p.json, "duplicates"), BIG);
-	cr_assert_eq(jint(p.json, "head"), head);
+	head = h_lib_head(&r, &l);
+	h_http(&p, &r, "POST", h_lp(&l, "/changes"), d1.token, body);
+	h_expect_json(&p, 200);
+	cr_assert_eq(h_jint(p.json, "accepted"), 0, "%.300s", p.body);
+	cr_assert_eq(h_jint(p.json, "duplicates"), BIG);
+	cr_assert_eq(h_jint(p.json, "head"), head);
 	h_resp_free(&p);
-	cr_assert_eq(lib_head(&r, &l), BIG);
+	cr_assert_eq(h_lib_head(&r, &l), BIG);
 	free(body);
 	for (i = 0; i < BIG; i++)
 		free(ch[i].canon);
@@ -527,24 +425,21 @@ Test(push, repush_counts_duplicates, .timeout = 120)
 	struct lib l;
 	struct dev d1, d2;
 	struct resp p;
-	struct chb c = {0};
+	struct h_chb c = {0};
 	char *batch, hlc[SR_HLC_LEN + 1], rid[SR_UUID_LEN + 1];
 	uint64_t t = h_now_ms() - 10000;
 	json_t *arr;
 	int i;
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &d1);
-	h_device(&r, &l, &d2);
-	h_schema_ref(&r, &l, &d1);
+	h_fixture(&r, &l, &d1, &d2);
 
 	batch = h_batch(&d1, t, 0, 20);
-	cr_assert_eq(push_ok(&r, &l, &d1, strdup(batch), 20, 0), 20);
-	cr_assert_eq(push_ok(&r, &l, &d1, strdup(batch), 0, 20), 20);
-	cr_assert_eq(lib_head(&r, &l), 20);
-	h_http(&p, &r, "GET", lp(&l, "/changes?since=0"), d2.token, NULL);
-	expect_json(&p, 200);
+	cr_assert_eq(h_push_ok(&r, &l, &d1, strdup(batch), 20, 0), 20);
+	cr_assert_eq(h_push_ok(&r, &l, &d1, strdup(batch), 0, 20), 20);
+	cr_assert_eq(h_lib_head(&r, &l), 20);
+	h_http(&p, &r, "GET", h_lp(&l, "/changes?since=0"), d2.token, NULL);
+	h_expect_json(&p, 200);
 	cr_assert_eq(json_array_size(json_object_get(p.json, "changes")), 20, "re-push duplicated changes");
 	h_resp_free(&p);
 	free(batch);
@@ -558,36 +453,36 @@ Test(push, repush_counts_duplicates, .timeout = 120)
 		sr_buf_printf(&b, "%s,%s", old, strchr(fresh, '[') + 1);
 		free(old);
 		free(fresh);
-		cr_assert_eq(push_ok(&r, &l, &d1, sr_buf_steal(&b), 5, 10), 25);
+		cr_assert_eq(h_push_ok(&r, &l, &d1, sr_buf_steal(&b), 5, 10), 25);
 	}
-	h_http(&p, &r, "GET", lp(&l, "/changes?since=20"), d2.token, NULL);
-	expect_json(&p, 200);
+	h_http(&p, &r, "GET", h_lp(&l, "/changes?since=20"), d2.token, NULL);
+	h_expect_json(&p, 200);
 	arr = json_object_get(p.json, "changes");
 	cr_assert_eq(json_array_size(arr), 5, "%s", p.body);
 	for (i = 0; i < 5; i++) {
 		h_hlc(hlc, t, (uint64_t)(20 + i), d1.id);
-		cr_assert_eq(jint(json_array_get(arr, (size_t)i), "seq"), 21 + i);
-		cr_assert_str_eq(jstr(json_array_get(arr, (size_t)i), "hlc"), hlc);
+		cr_assert_eq(h_jint(json_array_get(arr, (size_t)i), "seq"), 21 + i);
+		cr_assert_str_eq(h_jstr(json_array_get(arr, (size_t)i), "hlc"), hlc);
 	}
 	h_resp_free(&p);
 
 	/* the same change twice in one batch, and written differently: one stored */
-	uuid(rid);
+	h_uuid(rid);
 	h_hlc(hlc, t + 1, 0, d1.id);
-	chb_add(&c, hlc, "entry", rid, "upsert", "{\"a\":1,\"b\":[true,null]}");
-	chb_add(&c, hlc, "entry", rid, "upsert", "{ \"b\" : [ true , null ] , \"a\" : 1 }");
-	cr_assert_eq(push_ok(&r, &l, &d1, chb_end(&c), 1, 1), 26);
-	chb_add(&c, hlc, "entry", rid, "upsert", "{\"b\":[true,null],\"a\":1}");
-	cr_assert_eq(push_ok(&r, &l, &d1, chb_end(&c), 0, 1), 26);
+	h_chb_add(&c, hlc, "entry", rid, "upsert", "{\"a\":1,\"b\":[true,null]}");
+	h_chb_add(&c, hlc, "entry", rid, "upsert", "{ \"b\" : [ true , null ] , \"a\" : 1 }");
+	cr_assert_eq(h_push_ok(&r, &l, &d1, h_chb_end(&c), 1, 1), 26);
+	h_chb_add(&c, hlc, "entry", rid, "upsert", "{\"b\":[true,null],\"a\":1}");
+	cr_assert_eq(h_push_ok(&r, &l, &d1, h_chb_end(&c), 0, 1), 26);
 	/* a re-sent delete too */
 	h_hlc(hlc, t + 2, 0, d1.id);
-	chb_add(&c, hlc, "entry", rid, "delete", NULL);
-	cr_assert_eq(push_ok(&r, &l, &d1, chb_end(&c), 1, 0), 27);
-	chb_add(&c, hlc, "entry", rid, "delete", NULL);
-	cr_assert_eq(push_ok(&r, &l, &d1, chb_end(&c), 0, 1), 27);
+	h_chb_add(&c, hlc, "entry", rid, "delete", NULL);
+	cr_assert_eq(h_push_ok(&r, &l, &d1, h_chb_end(&c), 1, 0), 27);
+	h_chb_add(&c, hlc, "entry", rid, "delete", NULL);
+	cr_assert_eq(h_push_ok(&r, &l, &d1, h_chb_end(&c), 0, 1), 27);
 	/* an empty batch is fine and changes nothing */
-	cr_assert_eq(push_ok(&r, &l, &d1, strdup("{\"changes\":[]}"), 0, 0), 27);
-	cr_assert_eq(lib_head(&r, &l), 27);
+	cr_assert_eq(h_push_ok(&r, &l, &d1, strdup("{\"changes\":[]}"), 0, 0), 27);
+	cr_assert_eq(h_lib_head(&r, &l), 27);
 	cr_assert_eq(h_relay_stop(&r), 0, "relay exit status not 0; see %s", r.log);
 }
 
@@ -596,46 +491,44 @@ Test(push, same_hlc_other_content_is_a_conflict, .timeout = 120)
 	struct relay r;
 	struct lib l;
 	struct dev d;
-	struct chb c = {0};
+	struct h_chb c = {0};
 	char h1[SR_HLC_LEN + 1], h2[SR_HLC_LEN + 1], h3[SR_HLC_LEN + 1], a[SR_UUID_LEN + 1], b[SR_UUID_LEN + 1];
 	char *before;
 	uint64_t t = h_now_ms() - 10000;
 	json_t *rec;
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &d);
-	h_schema_ref(&r, &l, &d);
-	uuid(a);
-	uuid(b);
+	h_fixture(&r, &l, &d, NULL);
+	h_uuid(a);
+	h_uuid(b);
 	h_hlc(h1, t, 1, d.id);
 	h_hlc(h2, t, 2, d.id);
 	h_hlc(h3, t, 3, d.id);
-	chb_add(&c, h1, "entry", a, "upsert", "{\"v\":1}");
-	push_ok(&r, &l, &d, chb_end(&c), 1, 0);
+	h_chb_add(&c, h1, "entry", a, "upsert", "{\"v\":1}");
+	h_push_ok(&r, &l, &d, h_chb_end(&c), 1, 0);
 	before = snapshot(&r, &l, &d);
 
 	/* against the log: other data, other record, other op, other model */
-	chb_add(&c, h2, "entry", b, "upsert", "{\"new\":true}");
-	chb_add(&c, h1, "entry", a, "upsert", "{\"v\":2}");
-	push_refused(&r, &l, &d, chb_end(&c), 409, "hlc-conflict", 1);
-	chb_add(&c, h1, "entry", b, "upsert", "{\"v\":1}");
-	push_refused(&r, &l, &d, chb_end(&c), 409, "hlc-conflict", 0);
-	chb_add(&c, h1, "entry", a, "delete", NULL);
-	push_refused(&r, &l, &d, chb_end(&c), 409, "hlc-conflict", 0);
-	chb_add(&c, h1, "location", a, "upsert", "{\"v\":1}");
-	push_refused(&r, &l, &d, chb_end(&c), 409, "hlc-conflict", 0);
+	h_chb_add(&c, h2, "entry", b, "upsert", "{\"new\":true}");
+	h_chb_add(&c, h1, "entry", a, "upsert", "{\"v\":2}");
+	push_refused(&r, &l, &d, h_chb_end(&c), 409, "hlc-conflict", 1);
+	h_chb_add(&c, h1, "entry", b, "upsert", "{\"v\":1}");
+	push_refused(&r, &l, &d, h_chb_end(&c), 409, "hlc-conflict", 0);
+	h_chb_add(&c, h1, "entry", a, "delete", NULL);
+	push_refused(&r, &l, &d, h_chb_end(&c), 409, "hlc-conflict", 0);
+	h_chb_add(&c, h1, "location", a, "upsert", "{\"v\":1}");
+	push_refused(&r, &l, &d, h_chb_end(&c), 409, "hlc-conflict", 0);
 	/* inside one batch */
-	chb_add(&c, h2, "entry", b, "upsert", "{\"c\":1}");
-	chb_add(&c, h3, "entry", b, "upsert", "{\"c\":3}");
-	chb_add(&c, h2, "entry", b, "upsert", "{\"c\":2}");
-	push_refused(&r, &l, &d, chb_end(&c), 409, "hlc-conflict", 2);
+	h_chb_add(&c, h2, "entry", b, "upsert", "{\"c\":1}");
+	h_chb_add(&c, h3, "entry", b, "upsert", "{\"c\":3}");
+	h_chb_add(&c, h2, "entry", b, "upsert", "{\"c\":2}");
+	push_refused(&r, &l, &d, h_chb_end(&c), 409, "hlc-conflict", 2);
 	same_snapshot(before, &r, &l, &d, "a refused hlc-conflict batch");
 
 	rec = record_get(&r, &l, &d, "entry", a);
 	cr_assert(rec, "record a is gone");
-	cr_assert_str_eq(jstr(rec, "hlc"), h1);
-	cr_assert_eq(jint(json_object_get(rec, "data"), "v"), 1);
+	cr_assert_str_eq(h_jstr(rec, "hlc"), h1);
+	cr_assert_eq(h_jint(json_object_get(rec, "data"), "v"), 1);
 	json_decref(rec);
 	cr_assert_null(record_get(&r, &l, &d, "entry", b), "record b of a refused batch was stored");
 	free(before);
@@ -728,36 +621,34 @@ Test(push, one_bad_change_refuses_the_batch, .timeout = 120)
 	};
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &d);
-	h_schema_ref(&r, &l, &d);
+	h_fixture(&r, &l, &d, NULL);
 	before = snapshot(&r, &l, &d);
 
 	for (v = 0; v < sizeof variants / sizeof variants[0]; v++) {
-		struct chb c = {0};
+		struct h_chb c = {0};
 
 		for (i = 0; i < 10; i++) {
 			h_hlc(hlc, t, (uint64_t)(v * 100 + (size_t)i), d.id);
-			uuid(rid);
+			h_uuid(rid);
 			if (i != 5) {
-				chb_add(&c, hlc, "entry", rid, "upsert", "{\"ok\":true}");
+				h_chb_add(&c, hlc, "entry", rid, "upsert", "{\"ok\":true}");
 				continue;
 			}
 			expand(bad, sizeof bad, variants[v], hlc, rid);
-			chb_raw(&c, bad);
+			h_chb_raw(&c, bad);
 		}
-		body = chb_end(&c);
-		h_http(&p, &r, "POST", lp(&l, "/changes"), d.token, body);
+		body = h_chb_end(&c);
+		h_http(&p, &r, "POST", h_lp(&l, "/changes"), d.token, body);
 		free(body);
 		h_expect_problem(&p, 400, "bad-request");
-		cr_assert(jint(p.json, "index") == 5 && json_is_integer(json_object_get(p.json, "index")),
+		cr_assert(h_jint(p.json, "index") == 5 && json_is_integer(json_object_get(p.json, "index")),
 			  "variant %zu: the problem does not name index 5: %s", v, p.body);
 		h_resp_free(&p);
 	}
 	same_snapshot(before, &r, &l, &d, "a batch with one bad change");
-	cr_assert_eq(lib_head(&r, &l), 0);
-	h_http(&p, &r, "GET", lp(&l, "/changes?since=0&include_own=1"), d.token, NULL);
-	expect_json(&p, 200);
+	cr_assert_eq(h_lib_head(&r, &l), 0);
+	h_http(&p, &r, "GET", h_lp(&l, "/changes?since=0&include_own=1"), d.token, NULL);
+	h_expect_json(&p, 200);
 	cr_assert_eq(json_array_size(json_object_get(p.json, "changes")), 0);
 	h_resp_free(&p);
 
@@ -780,29 +671,26 @@ Test(push, foreign_hlc, .timeout = 120)
 	struct relay r;
 	struct lib l;
 	struct dev d1, d2;
-	struct chb c = {0};
+	struct h_chb c = {0};
 	char hlc[SR_HLC_LEN + 1], rid[SR_UUID_LEN + 1], nobody[SR_UUID_LEN + 1], *before;
 	uint64_t t = h_now_ms() - 10000;
 	int i;
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &d1);
-	h_device(&r, &l, &d2);
-	h_schema_ref(&r, &l, &d1);
-	push_ok(&r, &l, &d1, h_batch(&d1, t, 0, 2), 2, 0);
+	h_fixture(&r, &l, &d1, &d2);
+	h_push_ok(&r, &l, &d1, h_batch(&d1, t, 0, 2), 2, 0);
 	before = snapshot(&r, &l, &d1);
 
 	for (i = 0; i < 5; i++) {
 		h_hlc(hlc, t + 1, (uint64_t)i, i == 3 ? d2.id : d1.id);
-		uuid(rid);
-		chb_add(&c, hlc, "entry", rid, "upsert", "{}");
+		h_uuid(rid);
+		h_chb_add(&c, hlc, "entry", rid, "upsert", "{}");
 	}
-	push_refused(&r, &l, &d1, chb_end(&c), 403, "foreign-hlc", 3);
-	uuid(nobody);
+	push_refused(&r, &l, &d1, h_chb_end(&c), 403, "foreign-hlc", 3);
+	h_uuid(nobody);
 	h_hlc(hlc, t + 1, 0, nobody);
-	chb_add(&c, hlc, "content_identity", rid, "upsert", "{}");
-	push_refused(&r, &l, &d1, chb_end(&c), 403, "foreign-hlc", 0);
+	h_chb_add(&c, hlc, "content_identity", rid, "upsert", "{}");
+	push_refused(&r, &l, &d1, h_chb_end(&c), 403, "foreign-hlc", 0);
 	/* d2 cannot re-send d1's accepted change either, not even as a duplicate */
 	{
 		char *again = h_batch(&d1, t, 0, 1);
@@ -818,63 +706,60 @@ Test(push, device_owned_records_have_one_writer, .timeout = 120)
 	struct relay r;
 	struct lib l;
 	struct dev d1, d2;
-	struct chb c = {0};
+	struct h_chb c = {0};
 	char e[SR_UUID_LEN + 1], n2[SR_UUID_LEN + 1], ci[SR_UUID_LEN + 1], hlc[SR_HLC_LEN + 1], e_hlc[SR_HLC_LEN + 1];
 	char *before;
 	uint64_t t = h_now_ms() - 10000;
 	json_t *rec;
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &d1);
-	h_device(&r, &l, &d2);
-	h_schema_ref(&r, &l, &d1);
-	uuid(e);
-	uuid(ci);
-	uuid(n2);
+	h_fixture(&r, &l, &d1, &d2);
+	h_uuid(e);
+	h_uuid(ci);
+	h_uuid(n2);
 	h_hlc(e_hlc, t, 0, d1.id);
-	chb_add(&c, e_hlc, "entry", e, "upsert", "{\"by\":\"d1\"}");
+	h_chb_add(&c, e_hlc, "entry", e, "upsert", "{\"by\":\"d1\"}");
 	h_hlc(hlc, t, 1, d1.id);
-	chb_add(&c, hlc, "content_identity", ci, "upsert", "{\"by\":\"d1\"}");
-	push_ok(&r, &l, &d1, chb_end(&c), 2, 0);
+	h_chb_add(&c, hlc, "content_identity", ci, "upsert", "{\"by\":\"d1\"}");
+	h_push_ok(&r, &l, &d1, h_chb_end(&c), 2, 0);
 	before = snapshot(&r, &l, &d1);
 
 	h_hlc(hlc, t + 100, 0, d2.id);
-	chb_add(&c, hlc, "entry", e, "upsert", "{\"by\":\"d2\"}");
-	push_refused(&r, &l, &d2, chb_end(&c), 409, "not-owner", 0);
-	chb_add(&c, hlc, "entry", e, "delete", NULL);
-	push_refused(&r, &l, &d2, chb_end(&c), 409, "not-owner", 0);
+	h_chb_add(&c, hlc, "entry", e, "upsert", "{\"by\":\"d2\"}");
+	push_refused(&r, &l, &d2, h_chb_end(&c), 409, "not-owner", 0);
+	h_chb_add(&c, hlc, "entry", e, "delete", NULL);
+	push_refused(&r, &l, &d2, h_chb_end(&c), 409, "not-owner", 0);
 	h_hlc(hlc, t + 100, 1, d2.id);
-	chb_add(&c, hlc, "entry", n2, "upsert", "{\"mine\":true}");
+	h_chb_add(&c, hlc, "entry", n2, "upsert", "{\"mine\":true}");
 	h_hlc(hlc, t + 100, 2, d2.id);
-	chb_add(&c, hlc, "entry", e, "upsert", "{\"by\":\"d2\"}");
-	push_refused(&r, &l, &d2, chb_end(&c), 409, "not-owner", 1);
+	h_chb_add(&c, hlc, "entry", e, "upsert", "{\"by\":\"d2\"}");
+	push_refused(&r, &l, &d2, h_chb_end(&c), 409, "not-owner", 1);
 	same_snapshot(before, &r, &l, &d1, "a not-owner batch");
 	rec = record_get(&r, &l, &d1, "entry", e);
 	cr_assert(rec);
-	cr_assert_str_eq(jstr(rec, "hlc"), e_hlc);
-	cr_assert_str_eq(jstr(rec, "owner"), d1.id);
+	cr_assert_str_eq(h_jstr(rec, "hlc"), e_hlc);
+	cr_assert_str_eq(h_jstr(rec, "owner"), d1.id);
 	json_decref(rec);
 	cr_assert_null(record_get(&r, &l, &d1, "entry", n2), "a record of the refused batch was stored");
 
 	/* the shared model is writable by both */
 	h_hlc(hlc, t + 200, 0, d2.id);
-	chb_add(&c, hlc, "content_identity", ci, "upsert", "{\"by\":\"d2\"}");
-	push_ok(&r, &l, &d2, chb_end(&c), 1, 0);
+	h_chb_add(&c, hlc, "content_identity", ci, "upsert", "{\"by\":\"d2\"}");
+	h_push_ok(&r, &l, &d2, h_chb_end(&c), 1, 0);
 	rec = record_get(&r, &l, &d1, "content_identity", ci);
-	cr_assert_str_eq(jstr(json_object_get(rec, "data"), "by"), "d2");
+	cr_assert_str_eq(h_jstr(json_object_get(rec, "data"), "by"), "d2");
 	cr_assert(json_is_null(json_object_get(rec, "owner")), "shared record has an owner");
 	json_decref(rec);
 	put1(&r, &l, &d1, "content_identity", ci, t + 300, 0, "{\"by\":\"d1 again\"}");
 	rec = record_get(&r, &l, &d2, "content_identity", ci);
-	cr_assert_str_eq(jstr(json_object_get(rec, "data"), "by"), "d1 again");
+	cr_assert_str_eq(h_jstr(json_object_get(rec, "data"), "by"), "d1 again");
 	json_decref(rec);
 	/* and d2 still owns what it creates */
 	put1(&r, &l, &d2, "entry", n2, t + 400, 0, "{\"mine\":true}");
 	rec = record_get(&r, &l, &d1, "entry", n2);
-	cr_assert_str_eq(jstr(rec, "owner"), d2.id);
+	cr_assert_str_eq(h_jstr(rec, "owner"), d2.id);
 	json_decref(rec);
-	cr_assert_eq(lib_head(&r, &l), 5);
+	cr_assert_eq(h_lib_head(&r, &l), 5);
 	free(before);
 	cr_assert_eq(h_relay_stop(&r), 0, "relay exit status not 0; see %s", r.log);
 }
@@ -885,7 +770,7 @@ Test(push, clock_skew_and_unknown_model, .timeout = 120)
 	struct lib l;
 	struct dev d;
 	struct resp p;
-	struct chb c = {0};
+	struct h_chb c = {0};
 	char hlc[SR_HLC_LEN + 1], rid[SR_UUID_LEN + 1], *before, *body;
 	uint64_t now = h_now_ms();
 	int i;
@@ -895,41 +780,41 @@ Test(push, clock_skew_and_unknown_model, .timeout = 120)
 	h_device(&r, &l, &d);
 
 	/* no schema yet: every model is unknown */
-	uuid(rid);
+	h_uuid(rid);
 	h_hlc(hlc, now - 1000, 0, d.id);
-	chb_add(&c, hlc, "entry", rid, "upsert", "{}");
-	push_refused(&r, &l, &d, chb_end(&c), 422, "unknown-model", 0);
+	h_chb_add(&c, hlc, "entry", rid, "upsert", "{}");
+	push_refused(&r, &l, &d, h_chb_end(&c), 422, "unknown-model", 0);
 	h_schema_ref(&r, &l, &d);
 	before = snapshot(&r, &l, &d);
 
 	for (i = 0; i < 4; i++) {
 		h_hlc(hlc, i == 2 ? now + 3600 * 1000 : now - 1000, (uint64_t)i, d.id);
-		uuid(rid);
-		chb_add(&c, hlc, "entry", rid, "upsert", "{}");
+		h_uuid(rid);
+		h_chb_add(&c, hlc, "entry", rid, "upsert", "{}");
 	}
-	body = chb_end(&c);
-	h_http(&p, &r, "POST", lp(&l, "/changes"), d.token, body);
+	body = h_chb_end(&c);
+	h_http(&p, &r, "POST", h_lp(&l, "/changes"), d.token, body);
 	free(body);
 	h_expect_problem(&p, 422, "clock-skew");
-	cr_assert_eq(jint(p.json, "index"), 2, "%s", p.body);
+	cr_assert_eq(h_jint(p.json, "index"), 2, "%s", p.body);
 	cr_assert(json_is_integer(json_object_get(p.json, "relay_time")), "no relay_time: %s", p.body);
-	cr_assert(llabs(jint(p.json, "relay_time") - (long long)h_now_ms()) < 5000, "relay_time not near now: %s",
+	cr_assert(llabs(h_jint(p.json, "relay_time") - (long long)h_now_ms()) < 5000, "relay_time not near now: %s",
 		  p.body);
 	h_resp_free(&p);
 
 	for (i = 0; i < 3; i++) {
 		h_hlc(hlc, now - 1000, (uint64_t)(10 + i), d.id);
-		uuid(rid);
-		chb_add(&c, hlc, i == 1 ? "tag" : "entry", rid, "upsert", "{}");
+		h_uuid(rid);
+		h_chb_add(&c, hlc, i == 1 ? "tag" : "entry", rid, "upsert", "{}");
 	}
-	push_refused(&r, &l, &d, chb_end(&c), 422, "unknown-model", 1);
+	push_refused(&r, &l, &d, h_chb_end(&c), 422, "unknown-model", 1);
 	same_snapshot(before, &r, &l, &d, "a refused clock-skew or unknown-model batch");
 
 	/* within the default skew (300 s) is fine */
-	uuid(rid);
+	h_uuid(rid);
 	h_hlc(hlc, h_now_ms() + 60 * 1000, 0, d.id);
-	chb_add(&c, hlc, "entry", rid, "upsert", "{}");
-	push_ok(&r, &l, &d, chb_end(&c), 1, 0);
+	h_chb_add(&c, hlc, "entry", rid, "upsert", "{}");
+	h_push_ok(&r, &l, &d, h_chb_end(&c), 1, 0);
 	free(before);
 	cr_assert_eq(h_relay_stop(&r), 0, "relay exit status not 0; see %s", r.log);
 }
@@ -941,35 +826,32 @@ Test(push, limits_batch_body_and_skew, .timeout = 120)
 	struct relay r;
 	struct lib l;
 	struct dev d;
-	struct resp p;
-	struct chb c = {0};
+	struct h_chb c = {0};
 	char hlc[SR_HLC_LEN + 1], rid[SR_UUID_LEN + 1], *body, *before;
 	uint64_t t = h_now_ms() - 10000;
 	sr_buf big = {0};
 	int i;
 
 	h_relay_start(&r, NULL, env);
-	h_library(&r, &l);
-	h_device(&r, &l, &d);
-	h_schema_ref(&r, &l, &d);
+	h_fixture(&r, &l, &d, NULL);
 
 	for (i = 0; i < 10; i++) {
 		h_hlc(hlc, t, (uint64_t)i, d.id);
-		uuid(rid);
-		chb_add(&c, hlc, "entry", rid, "upsert", "{}");
+		h_uuid(rid);
+		h_chb_add(&c, hlc, "entry", rid, "upsert", "{}");
 	}
-	body = chb_end(&c);
+	body = h_chb_end(&c);
 	cr_assert_lt(strlen(body), 2048);
-	push_ok(&r, &l, &d, body, 10, 0);
+	h_push_ok(&r, &l, &d, body, 10, 0);
 	before = snapshot(&r, &l, &d);
 
 	/* 11 changes in fewer than 2048 bytes: too many */
 	for (i = 0; i < 11; i++) {
 		h_hlc(hlc, t, (uint64_t)(100 + i), d.id);
-		uuid(rid);
-		chb_add(&c, hlc, "entry", rid, "upsert", "{}");
+		h_uuid(rid);
+		h_chb_add(&c, hlc, "entry", rid, "upsert", "{}");
 	}
-	body = chb_end(&c);
+	body = h_chb_end(&c);
 	cr_assert_lt(strlen(body), 2048);
 	push_refused(&r, &l, &d, body, 413, "too-large", -1);
 
@@ -979,31 +861,27 @@ Test(push, limits_batch_body_and_skew, .timeout = 120)
 		sr_buf_putc(&big, 'x');
 	sr_buf_puts(&big, "\"}");
 	h_hlc(hlc, t, 200, d.id);
-	uuid(rid);
-	chb_add(&c, hlc, "entry", rid, "upsert", big.p);
-	push_refused(&r, &l, &d, chb_end(&c), 413, "too-large", -1);
+	h_uuid(rid);
+	h_chb_add(&c, hlc, "entry", rid, "upsert", big.p);
+	push_refused(&r, &l, &d, h_chb_end(&c), 413, "too-large", -1);
 	/* a megabyte */
 	for (i = 0; i < 1 << 20; i++)
 		sr_buf_putc(&big, 'y');
-	h_http(&p, &r, "POST", lp(&l, "/changes"), d.token, big.p);
-	h_expect_problem(&p, 413, "too-large");
-	h_resp_free(&p);
-	h_http(&p, &r, "PUT", lp(&l, "/schema"), d.token, big.p);
-	h_expect_problem(&p, 413, "too-large");
-	h_resp_free(&p);
+	h_http_problem(&r, "POST", h_lp(&l, "/changes"), d.token, big.p, 413, "too-large");
+	h_http_problem(&r, "PUT", h_lp(&l, "/schema"), d.token, big.p, 413, "too-large");
 	sr_buf_free(&big);
 
 	/* this relay allows only 1 s of skew */
 	h_hlc(hlc, h_now_ms() + 60 * 1000, 0, d.id);
-	uuid(rid);
-	chb_add(&c, hlc, "entry", rid, "upsert", "{}");
-	push_refused(&r, &l, &d, chb_end(&c), 422, "clock-skew", 0);
+	h_uuid(rid);
+	h_chb_add(&c, hlc, "entry", rid, "upsert", "{}");
+	push_refused(&r, &l, &d, h_chb_end(&c), 422, "clock-skew", 0);
 	same_snapshot(before, &r, &l, &d, "a refused batch over a limit");
 
 	/* and a normal push still works */
 	h_hlc(hlc, t, 300, d.id);
-	chb_add(&c, hlc, "entry", rid, "upsert", "{}");
-	cr_assert_eq(push_ok(&r, &l, &d, chb_end(&c), 1, 0), 11);
+	h_chb_add(&c, hlc, "entry", rid, "upsert", "{}");
+	cr_assert_eq(h_push_ok(&r, &l, &d, h_chb_end(&c), 1, 0), 11);
 	free(before);
 	cr_assert_eq(h_relay_stop(&r), 0, "relay exit status not 0; see %s", r.log);
 }
@@ -1016,43 +894,40 @@ Test(push, last_writer_wins_and_tombstones, .timeout = 120)
 	struct lib l;
 	struct dev d1, d2;
 	struct resp p;
-	struct chb c = {0};
+	struct h_chb c = {0};
 	char x[SR_UUID_LEN + 1], y[SR_UUID_LEN + 1], ci[SR_UUID_LEN + 1];
 	char h_new[SR_HLC_LEN + 1], h_old[SR_HLC_LEN + 1], h_del[SR_HLC_LEN + 1], h_ci[SR_HLC_LEN + 1], hex[17];
 	uint64_t t = h_now_ms() - 100000;
 	json_t *rec, *s, *arr;
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &d1);
-	h_device(&r, &l, &d2);
-	h_schema_ref(&r, &l, &d1);
-	uuid(x);
-	uuid(y);
-	uuid(ci);
+	h_fixture(&r, &l, &d1, &d2);
+	h_uuid(x);
+	h_uuid(y);
+	h_uuid(ci);
 
 	/* newer first, then an older one arrives late */
 	h_hlc(h_new, t + 2000, 0, d1.id);
 	h_hlc(h_old, t + 1000, 0, d1.id);
 	put1(&r, &l, &d1, "entry", x, t + 2000, 0, "{\"v\":2}");
 	put1(&r, &l, &d1, "entry", x, t + 1000, 0, "{\"v\":1}");
-	cr_assert_eq(lib_head(&r, &l), 2, "the late change was not logged");
-	h_http(&p, &r, "GET", lp(&l, "/changes?since=0"), d2.token, NULL);
-	expect_json(&p, 200);
+	cr_assert_eq(h_lib_head(&r, &l), 2, "the late change was not logged");
+	h_http(&p, &r, "GET", h_lp(&l, "/changes?since=0"), d2.token, NULL);
+	h_expect_json(&p, 200);
 	arr = json_object_get(p.json, "changes");
 	cr_assert_eq(json_array_size(arr), 2, "%s", p.body);
-	cr_assert_str_eq(jstr(json_array_get(arr, 1), "hlc"), h_old, "the late change is not pulled: %s", p.body);
-	cr_assert_eq(jint(json_array_get(arr, 1), "seq"), 2);
+	cr_assert_str_eq(h_jstr(json_array_get(arr, 1), "hlc"), h_old, "the late change is not pulled: %s", p.body);
+	cr_assert_eq(h_jint(json_array_get(arr, 1), "seq"), 2);
 	h_resp_free(&p);
 	rec = record_get(&r, &l, &d2, "entry", x);
-	cr_assert_str_eq(jstr(rec, "hlc"), h_new, "an older change replaced the record");
-	cr_assert_eq(jint(json_object_get(rec, "data"), "v"), 2);
+	cr_assert_str_eq(h_jstr(rec, "hlc"), h_new, "an older change replaced the record");
+	cr_assert_eq(h_jint(json_object_get(rec, "data"), "v"), 2);
 	json_decref(rec);
 	s = scope_get(&r, &l, &d2, "entry", d1.id);
-	cr_assert_eq(jint(s, "count"), 1);
+	cr_assert_eq(h_jint(s, "count"), 1);
 	hash_hex(hex, "entry", x, h_new, "{\"v\":2}");
-	cr_assert_str_eq(jstr(s, "hash"), hex, "digest is not of the newer version");
-	cr_assert_str_eq(jstr(s, "watermark"), h_new);
+	cr_assert_str_eq(h_jstr(s, "hash"), hex, "digest is not of the newer version");
+	cr_assert_str_eq(h_jstr(s, "watermark"), h_new);
 	json_decref(s);
 
 	/* inside one batch the order of arrival does not matter either */
@@ -1060,12 +935,12 @@ Test(push, last_writer_wins_and_tombstones, .timeout = 120)
 		char a1[SR_HLC_LEN + 1], a2[SR_HLC_LEN + 1];
 		h_hlc(a1, t + 500, 0, d1.id);
 		h_hlc(a2, t + 400, 0, d1.id);
-		chb_add(&c, a1, "entry", y, "upsert", "{\"w\":\"newer\"}");
-		chb_add(&c, a2, "entry", y, "upsert", "{\"w\":\"older\"}");
-		push_ok(&r, &l, &d1, chb_end(&c), 2, 0);
+		h_chb_add(&c, a1, "entry", y, "upsert", "{\"w\":\"newer\"}");
+		h_chb_add(&c, a2, "entry", y, "upsert", "{\"w\":\"older\"}");
+		h_push_ok(&r, &l, &d1, h_chb_end(&c), 2, 0);
 		rec = record_get(&r, &l, &d2, "entry", y);
-		cr_assert_str_eq(jstr(rec, "hlc"), a1);
-		cr_assert_str_eq(jstr(json_object_get(rec, "data"), "w"), "newer");
+		cr_assert_str_eq(h_jstr(rec, "hlc"), a1);
+		cr_assert_str_eq(h_jstr(json_object_get(rec, "data"), "w"), "newer");
 		json_decref(rec);
 	}
 
@@ -1074,13 +949,13 @@ Test(push, last_writer_wins_and_tombstones, .timeout = 120)
 	put1(&r, &l, &d1, "content_identity", ci, t + 5000, 0, "{\"by\":1}");
 	put1(&r, &l, &d2, "content_identity", ci, t + 4000, 0, "{\"by\":2}");
 	rec = record_get(&r, &l, &d2, "content_identity", ci);
-	cr_assert_str_eq(jstr(rec, "hlc"), h_ci);
+	cr_assert_str_eq(h_jstr(rec, "hlc"), h_ci);
 	json_decref(rec);
 	s = scope_get(&r, &l, &d2, "content_identity", NULL);
 	hash_hex(hex, "content_identity", ci, h_ci, "{\"by\":1}");
-	cr_assert_eq(jint(s, "count"), 1);
-	cr_assert_str_eq(jstr(s, "hash"), hex);
-	cr_assert_str_eq(jstr(s, "watermark"), h_ci);
+	cr_assert_eq(h_jint(s, "count"), 1);
+	cr_assert_str_eq(h_jstr(s, "hash"), hex);
+	cr_assert_str_eq(h_jstr(s, "watermark"), h_ci);
 	json_decref(s);
 
 	/* an older delete does not remove it; a newer one makes a tombstone */
@@ -1092,23 +967,23 @@ Test(push, last_writer_wins_and_tombstones, .timeout = 120)
 	put1(&r, &l, &d1, "entry", x, t + 3000, 0, NULL);
 	rec = record_get(&r, &l, &d2, "entry", x);
 	cr_assert(json_is_true(json_object_get(rec, "deleted")), "no tombstone");
-	cr_assert_str_eq(jstr(rec, "hlc"), h_del);
+	cr_assert_str_eq(h_jstr(rec, "hlc"), h_del);
 	cr_assert(json_is_null(json_object_get(rec, "data")));
 	json_decref(rec);
-	h_http(&p, &r, "GET", lp(&l, "/records?model=entry&owner=%s", d1.id), d2.token, NULL);
-	expect_json(&p, 200);
+	h_http(&p, &r, "GET", h_lp(&l, "/records?model=entry&owner=%s", d1.id), d2.token, NULL);
+	h_expect_json(&p, 200);
 	cr_assert_eq(json_array_size(json_object_get(p.json, "records")), 1, "tombstone listed without include_deleted");
 	h_resp_free(&p);
 	s = scope_get(&r, &l, &d2, "entry", d1.id);
 	cr_assert(s, "the scope vanished");
-	cr_assert_eq(jint(s, "count"), 1, "the delete did not lower the count");
+	cr_assert_eq(h_jint(s, "count"), 1, "the delete did not lower the count");
 	{
 		char hy[SR_HLC_LEN + 1];
 		h_hlc(hy, t + 500, 0, d1.id);
 		hash_hex(hex, "entry", y, hy, "{\"w\":\"newer\"}");
 	}
-	cr_assert_str_eq(jstr(s, "hash"), hex, "the deleted record is still in the hash");
-	cr_assert_str_eq(jstr(s, "watermark"), h_del, "the watermark ignores the delete");
+	cr_assert_str_eq(h_jstr(s, "hash"), hex, "the deleted record is still in the hash");
+	cr_assert_str_eq(h_jstr(s, "watermark"), h_del, "the watermark ignores the delete");
 	json_decref(s);
 
 	/* an upsert older than the tombstone stays dead; a newer one revives */
@@ -1119,68 +994,16 @@ Test(push, last_writer_wins_and_tombstones, .timeout = 120)
 	put1(&r, &l, &d1, "entry", x, t + 4000, 0, "{\"v\":3}");
 	rec = record_get(&r, &l, &d2, "entry", x);
 	cr_assert(json_is_false(json_object_get(rec, "deleted")));
-	cr_assert_eq(jint(json_object_get(rec, "data"), "v"), 3);
+	cr_assert_eq(h_jint(json_object_get(rec, "data"), "v"), 3);
 	json_decref(rec);
 	s = scope_get(&r, &l, &d2, "entry", d1.id);
-	cr_assert_eq(jint(s, "count"), 2);
+	cr_assert_eq(h_jint(s, "count"), 2);
 	json_decref(s);
-	cr_assert_eq(lib_head(&r, &l), 10);
+	cr_assert_eq(h_lib_head(&r, &l), 10);
 	cr_assert_eq(h_relay_stop(&r), 0, "relay exit status not 0; see %s", r.log);
 }
 
 /* ---- long-poll ---- */
-
-struct bg_pull {
-	char url[1024], auth[256];
-	long status;
-	sr_buf body;
-	double seconds;
-	int curl_rc;
-};
-
-static size_t bg_write(char *data, size_t size, size_t nmemb, void *arg)
-{
-	sr_buf_put(arg, data, size * nmemb);
-	return size * nmemb;
-}
-
-/* A pull on its own thread: no Criterion assertions here, the main thread checks. */
-static void *bg_run(void *arg)
-{
-	struct bg_pull *b = arg;
-	CURL *c = curl_easy_init();
-	struct curl_slist *hdr = curl_slist_append(NULL, b->auth);
-	double t0 = h_mono();
-
-	curl_easy_setopt(c, CURLOPT_URL, b->url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, bg_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b->body);
-	b->curl_rc = (int)curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &b->status);
-	b->seconds = h_mono() - t0;
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(c);
-	return NULL;
-}
-
-static double metric(struct relay *r, const char *name)
-{
-	struct resp p;
-	const char *s;
-	double v;
-
-	h_http(&p, r, "GET", "/metrics", NULL, NULL);
-	cr_assert_eq(p.status, 200);
-	s = strstr(p.body, name);
-	while (s && s != p.body && s[-1] != '\n')
-		s = strstr(s + 1, name);
-	cr_assert(s, "metric %s missing", name);
-	v = strtod(s + strlen(name), NULL);
-	h_resp_free(&p);
-	return v;
-}
 
 Test(pull, long_poll_wakes_on_push_and_expires, .timeout = 120)
 {
@@ -1188,57 +1011,47 @@ Test(pull, long_poll_wakes_on_push_and_expires, .timeout = 120)
 	struct lib l;
 	struct dev d1, d2;
 	struct resp p;
-	struct bg_pull bg = {0};
-	pthread_t th;
+	struct h_call bg;
 	double deadline, t0;
-	json_t *j;
 
 	h_relay_start(&r, NULL, NULL);
-	h_library(&r, &l);
-	h_device(&r, &l, &d1);
-	h_device(&r, &l, &d2);
-	h_schema_ref(&r, &l, &d1);
-	push_ok(&r, &l, &d1, h_batch(&d1, h_now_ms() - 1000, 0, 2), 2, 0);
+	h_fixture(&r, &l, &d1, &d2);
+	h_push_ok(&r, &l, &d1, h_batch(&d1, h_now_ms() - 1000, 0, 2), 2, 0);
 
 	/* nothing new: held for about the wait, then an empty answer */
-	h_http(&p, &r, "GET", lp(&l, "/changes?since=2&wait=1"), d2.token, NULL);
-	expect_json(&p, 200);
+	h_http(&p, &r, "GET", h_lp(&l, "/changes?since=2&wait=1"), d2.token, NULL);
+	h_expect_json(&p, 200);
 	cr_assert_eq(json_array_size(json_object_get(p.json, "changes")), 0);
-	cr_assert_eq(jint(p.json, "next"), 2);
+	cr_assert_eq(h_jint(p.json, "next"), 2);
 	cr_assert(p.seconds > 0.8 && p.seconds < 5, "wait=1 answered after %.2f s", p.seconds);
 	h_resp_free(&p);
 
 	/* a held pull is answered as soon as a change arrives */
-	snprintf(bg.url, sizeof bg.url, "%s%s", r.url, lp(&l, "/changes?since=2&wait=20"));
-	snprintf(bg.auth, sizeof bg.auth, "Authorization: Bearer %s", d2.token);
-	cr_assert_eq(pthread_create(&th, NULL, bg_run, &bg), 0);
+	h_call_start(&bg, &r, d2.token, "%s", h_lp(&l, "/changes?since=2&wait=20"));
 	deadline = h_mono() + 10;
-	while (metric(&r, "syncrelay_longpolls_held") < 1) {
+	while (h_metric(&r, "syncrelay_longpolls_held") < 1) {
 		struct timespec tick = {0, 20 * 1000 * 1000};
 		if (h_mono() > deadline) {
-			pthread_join(th, NULL);
-			cr_assert_fail("the pull was never held (status %ld after %.1f s)", bg.status, bg.seconds);
+			pthread_join(bg.th, NULL);
+			cr_assert_fail("the pull was never held (status %ld after %.1f s)", bg.resp.status,
+				       bg.t_end - bg.t_start);
 		}
 		nanosleep(&tick, NULL);
 	}
 	t0 = h_mono();
-	push_ok(&r, &l, &d1, h_batch(&d1, h_now_ms() - 1000, 2, 1), 1, 0);
-	pthread_join(th, NULL);
-	cr_assert_eq(bg.curl_rc, 0, "held pull failed: %s", curl_easy_strerror((CURLcode)bg.curl_rc));
-	cr_assert_eq(bg.status, 200, "%s", bg.body.p);
+	h_push_ok(&r, &l, &d1, h_batch(&d1, h_now_ms() - 1000, 2, 1), 1, 0);
+	h_call_join(&bg, h_mono() + 30, "held pull");
+	cr_assert_eq(bg.resp.status, 200, "%s", bg.resp.body);
 	cr_assert_lt(h_mono() - t0, 5, "the held pull was answered %.2f s after the push", h_mono() - t0);
-	j = json_loads(bg.body.p, 0, NULL);
-	cr_assert(j, "held pull body: %s", bg.body.p);
-	cr_assert_eq(json_array_size(json_object_get(j, "changes")), 1, "%s", bg.body.p);
-	cr_assert_eq(jint(json_array_get(json_object_get(j, "changes"), 0), "seq"), 3);
-	cr_assert_eq(jint(j, "next"), 3);
-	json_decref(j);
-	sr_buf_free(&bg.body);
-	cr_assert_eq(metric(&r, "syncrelay_longpolls_held"), 0);
+	cr_assert_eq(json_array_size(json_object_get(bg.resp.json, "changes")), 1, "%s", bg.resp.body);
+	cr_assert_eq(h_jint(json_array_get(json_object_get(bg.resp.json, "changes"), 0), "seq"), 3);
+	cr_assert_eq(h_jint(bg.resp.json, "next"), 3);
+	h_resp_free(&bg.resp);
+	cr_assert_eq(h_metric(&r, "syncrelay_longpolls_held"), 0);
 
 	/* something new already: answered at once */
-	h_http(&p, &r, "GET", lp(&l, "/changes?since=0&wait=20"), d2.token, NULL);
-	expect_json(&p, 200);
+	h_http(&p, &r, "GET", h_lp(&l, "/changes?since=0&wait=20"), d2.token, NULL);
+	h_expect_json(&p, 200);
 	cr_assert_eq(json_array_size(json_object_get(p.json, "changes")), 3);
 	cr_assert_lt(p.seconds, 5);
 	h_resp_free(&p);

@@ -121,6 +121,19 @@ Test(routes, captures_lib_and_dev)
 	cr_expect_str_eq(r.dev, "", "no {dev} in the pattern: dev stays empty");
 }
 
+/* GET of every path ends in want, with no route set. */
+static void expect_get_all(const char *const *paths, size_t n, enum route_match want)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		enum route_match m = match("GET", paths[i]);
+
+		cr_expect_eq(m, want, "GET \"%s\": %d, want %d", paths[i], m, want);
+		cr_expect_null(r.route, "GET \"%s\" set a route", paths[i]);
+	}
+}
+
 Test(routes, unknown_path_not_found)
 {
 	const char *paths[] = {
@@ -139,14 +152,8 @@ Test(routes, unknown_path_not_found)
 		"/healthz/extra",
 		"/metrics/x/",
 	};
-	size_t i;
 
-	for (i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-		enum route_match m = match("GET", paths[i]);
-
-		cr_expect_eq(m, ROUTE_NOT_FOUND, "GET \"%s\": %d", paths[i], m);
-		cr_expect_null(r.route, "GET \"%s\" set a route", paths[i]);
-	}
+	expect_get_all(paths, sizeof paths / sizeof paths[0], ROUTE_NOT_FOUND);
 }
 
 /* Allow lists exactly the methods in want (order free). */
@@ -213,14 +220,8 @@ Test(routes, bad_uuid_in_path)
 		"/v1/libraries/not-a-uuid",
 		"/v1/libraries/0F8E7D6C-5B4A-4392-8170-6F5E4D3C2B1A/",
 	};
-	size_t i;
 
-	for (i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-		enum route_match m = match("GET", paths[i]);
-
-		cr_expect_eq(m, ROUTE_BAD_ID, "GET %s: %d", paths[i], m);
-		cr_expect_null(r.route, "GET %s set a route", paths[i]);
-	}
+	expect_get_all(paths, sizeof paths / sizeof paths[0], ROUTE_BAD_ID);
 	cr_expect_eq(match("POST", "/v1/libraries/0F8E7D6C-5B4A-4392-8170-6F5E4D3C2B1A/changes"), ROUTE_BAD_ID);
 	cr_expect_eq(match("GET", "/v1/libraries/abc/digest/buckets"), ROUTE_BAD_ID);
 	cr_expect_eq(match("DELETE", "/v1/libraries/" LIB "/devices/A1B2C3D4-E5F6-4A7B-8C9D-0E1F2A3B4C5D"),
