@@ -341,6 +341,37 @@ Test(hlc, clock_survives_a_restart_when_the_wall_clock_is_earlier)
 	tmpstore_remove(&t);
 }
 
+/* Two handles on one store (two processes, in life): each write takes the stored clock when it
+ * is ahead, so neither stamps what the other already used. */
+Test(hlc, two_handles_on_one_store_never_stamp_alike)
+{
+	struct tmpstore t;
+	struct store *st;
+	sr_client *c1, *c2;
+	char err[256], h1[SR_HLC_LEN + 1], h2[SR_HLC_LEN + 1];
+	uint64_t ahead = hlc_wall_ms() + 100000;
+
+	tmpstore_make(&t);
+	cr_assert_eq(store_open(&st, t.path, err, sizeof err), 0, "%s", err);
+	cr_assert_eq(store_meta_set(st, "device_id", DEV_A), 0);
+	cr_assert_eq(store_meta_set(st, "token", "device-token"), 0);
+	cr_assert_eq(store_meta_set(st, "schema_models", MODELS), 0);
+	/* a clock ahead of the wall, as after receiving from a fast device: ticks only count */
+	cr_assert_eq(store_meta_set_int(st, "hlc_ms", (int64_t)ahead), 0);
+	cr_assert_eq(store_meta_set_int(st, "hlc_counter", 5), 0);
+	store_close(st);
+	cr_assert_eq(sr_client_open(&c1, t.path), 0);
+	cr_assert_eq(sr_client_open(&c2, t.path), 0);
+	cr_assert_eq(sr_client_put(c2, "content_identity", CONTENT, "{\"by\":2}"), 0, "%s", sr_client_errmsg(c2));
+	cr_assert_eq(sr_client_put(c1, "content_identity", OTHER, "{\"by\":1}"), 0, "%s", sr_client_errmsg(c1));
+	hlc_of(c2, "content_identity", CONTENT, h2);
+	hlc_of(c1, "content_identity", OTHER, h1);
+	cr_assert_gt(sr_hlc_cmp(h1, h2), 0, "the second handle stamped %s, not after the first's %s", h1, h2);
+	sr_client_free(c1);
+	sr_client_free(c2);
+	tmpstore_remove(&t);
+}
+
 Test(hlc, local_writes_are_stamped_in_order_and_queued_with_their_hlc)
 {
 	struct tmpstore t;
