@@ -55,5 +55,7 @@ int client_save_clock(sr_client *c);
 int client_apply(sr_client *c, const struct srec *r, int force);
 
 void progress(sr_client *c, const char *what, long done, long total);
+/* Pushes the outbox and pulls to head (backfilling when fresh): a replica at head. */
+int client_sync_once(sr_client *c);
 
 #endif

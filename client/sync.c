@@ -513,8 +513,6 @@ int sr_client_sync(sr_client *c, const sr_sync_opts *opts)
 	return 0;
 }
 
-/* Exposed for verify: bring the replica to head first. */
-int client_sync_once(sr_client *c);
 int client_sync_once(sr_client *c)
 {
 	int rc = push_outbox(c);

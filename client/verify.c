@@ -9,8 +9,6 @@
 
 #include "internal.h"
 
-int client_sync_once(sr_client *c);
-
 struct dscope {
 	char model[SR_MODEL_MAX + 1];
 	char owner[SR_UUID_LEN + 1];

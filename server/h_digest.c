@@ -49,7 +49,7 @@ int h_digest(struct req *r, struct reply *out)
 		reply_problem(out, 400, "bad-request", "query parameter \"owner\" must be a canonical UUID");
 		goto cleanup;
 	}
-	if (m && library_owner(&l, m, owner, &owner, out))
+	if (m && library_owner(m, owner, &owner, out))
 		goto cleanup;
 	{
 		const char *p[3] = {r->lib, m ? m->name : NULL, owner && *owner ? owner : NULL};
@@ -94,7 +94,7 @@ int h_digest_buckets(struct req *r, struct reply *out)
 		return HANDLER_DONE;
 	}
 	if (library_load(c, r->lib, 0, &l, out) || !(m = library_model(&l, req_arg(r, "model"), out)) ||
-	    library_owner(&l, m, req_arg(r, "owner"), &owner, out))
+	    library_owner(m, req_arg(r, "owner"), &owner, out))
 		goto cleanup;
 	if (m->device_owned && !*owner) {
 		reply_problem(out, 400, "bad-request", "device_owned model \"%s\" needs \"owner\"", m->name);

@@ -34,7 +34,7 @@ int h_records(struct req *r, struct reply *out)
 		return HANDLER_DONE;
 	}
 	if (library_load(c, r->lib, 0, &l, out) || !(m = library_model(&l, req_arg(r, "model"), out)) ||
-	    library_owner(&l, m, req_arg(r, "owner"), &owner, out))
+	    library_owner(m, req_arg(r, "owner"), &owner, out))
 		goto cleanup;
 	if (bucket >= 0 && m->device_owned && !*owner) {
 		reply_problem(out, 400, "bad-request", "a bucket of device_owned model \"%s\" needs \"owner\"",

@@ -56,10 +56,8 @@ const struct sm_model *library_model(const struct library *l, const char *name, 
 	return m;
 }
 
-int library_owner(const struct library *l, const struct sm_model *m, const char *arg,
-		  const char **owner, struct reply *out)
+int library_owner(const struct sm_model *m, const char *arg, const char **owner, struct reply *out)
 {
-	(void)l;
 	*owner = arg && *arg ? arg : "";
 	if (!**owner)
 		return 0;

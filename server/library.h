@@ -21,7 +21,6 @@ void library_free(struct library *l);
 const struct sm_model *library_model(const struct library *l, const char *name, struct reply *out);
 /* Checks an optional owner argument against model m's kind: *owner is "" when absent.
  * 0, or -1 with a 400 in out (an owner for a shared model, a malformed UUID). */
-int library_owner(const struct library *l, const struct sm_model *m, const char *arg,
-		  const char **owner, struct reply *out);
+int library_owner(const struct sm_model *m, const char *arg, const char **owner, struct reply *out);
 
 #endif
