@@ -198,7 +198,8 @@ int sm_check_extends(const struct sm_schema *prev, const struct sm_schema *next,
 			*same = 0;
 		for (k = 0; k < pm->nrefs; k++) {
 			const struct sm_ref *pr = &pm->refs[k];
-			const struct sm_ref *nr = bsearch(pr, nm->refs, (size_t)nm->nrefs, sizeof *pr, cmp_ref);
+			const struct sm_ref *nr =
+				nm->nrefs ? bsearch(pr, nm->refs, (size_t)nm->nrefs, sizeof *pr, cmp_ref) : NULL;
 
 			if (!nr) {
 				snprintf(err, errlen, "ref \"%s.%s\" cannot be removed", pm->name, pr->field);

@@ -155,7 +155,7 @@ static int collect_stale(void *arg, const struct srec *r)
 	struct scope_walk *w = arg;
 
 	if (!w->mismatched[sr_bucket(r->record_id)] ||
-	    bsearch(r->record_id, w->relay->ids, w->relay->n, sizeof *w->relay->ids, cmp_id))
+	    (w->relay->n && bsearch(r->record_id, w->relay->ids, w->relay->n, sizeof *w->relay->ids, cmp_id)))
 		return 0;
 	/* a local write still waiting to be pushed is not stale: the relay has not seen it yet */
 	if (store_outbox_has(w->st, r->model, r->record_id))
@@ -264,7 +264,8 @@ static int repair_scope(sr_client *c, const struct dscope *s, struct repair *rep
 		if (mismatched[b])
 			rc = fetch_bucket(c, s, b, rep, &ids);
 	if (!rc) {
-		qsort(ids.ids, ids.n, sizeof *ids.ids, cmp_id);
+		if (ids.n)
+			qsort(ids.ids, ids.n, sizeof *ids.ids, cmp_id);
 		/* one scan of the scope finds what the relay lacks in every mismatched bucket */
 		if (store_records_each(c->st, s->model, s->owner, -1, collect_stale, &w))
 			rc = cerr(c, SR_ESTORE, "could not read the store: %s", store_errmsg(c->st));
