@@ -338,9 +338,10 @@ int store_outbox_reject(struct store *s, int64_t id, long status, const char *co
 	return run(st);
 }
 
-int64_t store_rejected_count(struct store *s)
+/* A one-row count statement's value, or -1. */
+static int64_t count_of(struct store *s, int q)
 {
-	sqlite3_stmt *st = s->st[Q_REJ_COUNT];
+	sqlite3_stmt *st = s->st[q];
 	int64_t n = -1;
 
 	sqlite3_reset(st);
@@ -350,14 +351,25 @@ int64_t store_rejected_count(struct store *s)
 	return n;
 }
 
-int store_outbox_has(struct store *s, const char *model, const char *record_id)
+/* 1 when the (model, record_id) query q finds a row, 0 when not, -1 on error. */
+static int exists(struct store *s, int q, const char *model, const char *record_id)
 {
 	const char *p[2] = {model, record_id};
-	sqlite3_stmt *st = bind(s, Q_OUT_HAS, 2, p);
+	sqlite3_stmt *st = bind(s, q, 2, p);
 	int rc = sqlite3_step(st);
 
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int64_t store_rejected_count(struct store *s)
+{
+	return count_of(s, Q_REJ_COUNT);
+}
+
+int store_outbox_has(struct store *s, const char *model, const char *record_id)
+{
+	return exists(s, Q_OUT_HAS, model, record_id);
 }
 
 int store_outbox_remove_upto(struct store *s, int64_t max_id)
@@ -371,14 +383,7 @@ int store_outbox_remove_upto(struct store *s, int64_t max_id)
 
 int64_t store_outbox_count(struct store *s)
 {
-	sqlite3_stmt *st = s->st[Q_OUT_COUNT];
-	int64_t n = -1;
-
-	sqlite3_reset(st);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return n;
+	return count_of(s, Q_OUT_COUNT);
 }
 
 int store_pending_clear(struct store *s, const char *model, const char *record_id)
@@ -417,12 +422,7 @@ int store_pending_resolve(struct store *s, const char *target_model, const char 
 
 int store_live(struct store *s, const char *model, const char *record_id)
 {
-	const char *p[2] = {model, record_id};
-	sqlite3_stmt *st = bind(s, Q_LIVE, 2, p);
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	return exists(s, Q_LIVE, model, record_id);
 }
 
 int store_query(struct store *s, const char *sql, const char *const *params, int nparams,

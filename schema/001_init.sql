@@ -58,8 +58,7 @@ CREATE TABLE records (
     data       text,
     PRIMARY KEY (library_id, model, record_id)
 );
--- bucket leads so that no index but the primary key serves lookups by (model, record_id)
-CREATE INDEX records_bucket ON records (library_id, bucket, model, owner, record_id);
+CREATE INDEX records_bucket ON records (library_id, model, owner, bucket, record_id);
 
 CREATE TABLE scope_digests (
     library_id uuid NOT NULL,
