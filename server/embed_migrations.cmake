@@ -1,4 +1,5 @@
-# Writes a C file holding every migration as {version, name, sql}.
+# Writes a C file holding every migration as {version, name, sql}. FILES is '|'-separated.
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "/* generated from the SQL files in schema/; do not edit */\n#include \"migrate.h\"\n")
 set(table "const struct migration migrations[] = {\n")
 set(i 0)
