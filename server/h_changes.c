@@ -19,11 +19,6 @@ int h_changes_push(struct req *r, struct reply *out)
 	return HANDLER_DONE;
 }
 
-static int truthy(const char *s)
-{
-	return s && (!strcmp(s, "1") || !strcmp(s, "true"));
-}
-
 /* One page from since. Returns 1 when it holds changes for the caller or more to read,
  * 0 when empty (next still filled), -1 on error (out filled). */
 static int pull_page(struct req *r, long long since, long long limit, int include_own,
@@ -92,7 +87,7 @@ cleanup:
 int h_changes_pull(struct req *r, struct reply *out)
 {
 	long long since, limit, wait, next = 0;
-	int include_own = truthy(req_arg(r, "include_own"));
+	int include_own = req_arg_flag(r, "include_own");
 	int attempt;
 
 	if (req_arg_int(r, "since", 0, 0, INT64_MAX, &since, out) ||

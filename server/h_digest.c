@@ -41,7 +41,7 @@ int h_digest(struct req *r, struct reply *out)
 		db_problem(out, c, NULL);
 		goto cleanup;
 	}
-	if (library_load(c, r->lib, 0, &l, out))
+	if (library_load(c, r->lib, LIBRARY_SCHEMA, &l, out))
 		goto cleanup;
 	if (model && !(m = library_model(&l, model, out)))
 		goto cleanup;
@@ -93,7 +93,7 @@ int h_digest_buckets(struct req *r, struct reply *out)
 		db_problem(out, NULL, NULL);
 		return HANDLER_DONE;
 	}
-	if (library_load(c, r->lib, 0, &l, out) || !(m = library_model(&l, req_arg(r, "model"), out)) ||
+	if (library_load(c, r->lib, LIBRARY_SCHEMA, &l, out) || !(m = library_model(&l, req_arg(r, "model"), out)) ||
 	    library_owner(m, req_arg(r, "owner"), &owner, out))
 		goto cleanup;
 	if (m->device_owned && !*owner) {

@@ -10,8 +10,7 @@
 int h_records(struct req *r, struct reply *out)
 {
 	const char *after = req_arg(r, "after"), *owner;
-	int include_deleted = req_arg(r, "include_deleted") && (!strcmp(req_arg(r, "include_deleted"), "1") ||
-								 !strcmp(req_arg(r, "include_deleted"), "true"));
+	int include_deleted = req_arg_flag(r, "include_deleted");
 	long long bucket, limit;
 	char s_bucket[8], s_limit[16];
 	const struct sm_model *m;
@@ -33,7 +32,7 @@ int h_records(struct req *r, struct reply *out)
 		db_problem(out, NULL, NULL);
 		return HANDLER_DONE;
 	}
-	if (library_load(c, r->lib, 0, &l, out) || !(m = library_model(&l, req_arg(r, "model"), out)) ||
+	if (library_load(c, r->lib, LIBRARY_SCHEMA, &l, out) || !(m = library_model(&l, req_arg(r, "model"), out)) ||
 	    library_owner(m, req_arg(r, "owner"), &owner, out))
 		goto cleanup;
 	if (bucket >= 0 && m->device_owned && !*owner) {

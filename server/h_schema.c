@@ -55,7 +55,7 @@ int h_schema_put(struct req *r, struct reply *out)
 		db_problem(out, c, NULL);
 		goto cleanup;
 	}
-	if (library_load(c, r->lib, 1, &l, out))
+	if (library_load(c, r->lib, LIBRARY_LOCK | LIBRARY_SCHEMA, &l, out))
 		goto cleanup;
 	version = l.schema_version;
 	rc = sm_check_extends(&l.schema, &next, &same, err, sizeof err);
@@ -104,7 +104,7 @@ int h_schema_get(struct req *r, struct reply *out)
 		db_problem(out, NULL, NULL);
 		return HANDLER_DONE;
 	}
-	if (!library_load(c, r->lib, 0, &l, out))
+	if (!library_load(c, r->lib, LIBRARY_SCHEMA, &l, out))
 		reply_json(out, 200, json_pack("{s:i, s:o, s:o}", "version", l.schema_version, "models",
 					       sm_models_json(&l.schema), "order", sm_order_json(&l.schema)));
 	library_free(&l);

@@ -53,6 +53,13 @@ const char *req_arg(struct req *r, const char *name)
 	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+int req_arg_flag(struct req *r, const char *name)
+{
+	const char *s = req_arg(r, name);
+
+	return s && (!strcmp(s, "1") || !strcmp(s, "true"));
+}
+
 int req_arg_int(struct req *r, const char *name, long long def, long long min, long long max,
 		long long *val, struct reply *out)
 {

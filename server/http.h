@@ -60,6 +60,8 @@ typedef int (*handler_fn)(struct req *r, struct reply *out);
 
 /* Query-string argument, or NULL. Borrowed for the request's lifetime. */
 const char *req_arg(struct req *r, const char *name);
+/* 1 when a flag query argument is "1" or "true", else 0. */
+int req_arg_flag(struct req *r, const char *name);
 /* Integer query argument in [min, max], def when absent. 0, or -1 with a 400 in out. */
 int req_arg_int(struct req *r, const char *name, long long def, long long min, long long max,
 		long long *val, struct reply *out);

@@ -6,7 +6,7 @@
 
 #include "db.h"
 
-int library_load(PGconn *c, const char *lib, int lock, struct library *l, struct reply *out)
+int library_load(PGconn *c, const char *lib, int flags, struct library *l, struct reply *out)
 {
 	const char *p[1] = {lib};
 	PGresult *res;
@@ -15,7 +15,7 @@ int library_load(PGconn *c, const char *lib, int lock, struct library *l, struct
 	int rc = -1;
 
 	memset(l, 0, sizeof *l);
-	res = db_step(c, lock ? ST_LIB_LOCK : ST_LIB_GET, p, out);
+	res = db_step(c, flags & LIBRARY_LOCK ? ST_LIB_LOCK : ST_LIB_GET, p, out);
 	if (!res)
 		return -1;
 	if (PQntuples(res) != 1) {
@@ -25,6 +25,10 @@ int library_load(PGconn *c, const char *lib, int lock, struct library *l, struct
 	l->head = atoll(PQgetvalue(res, 0, 1));
 	l->horizon = atoll(PQgetvalue(res, 0, 2));
 	l->schema_version = atoi(PQgetvalue(res, 0, 3));
+	if (!(flags & LIBRARY_SCHEMA)) {
+		rc = 0;
+		goto cleanup;
+	}
 	models = json_loads(PQgetvalue(res, 0, 4), 0, NULL);
 	if (sm_parse(&l->schema, models, err, sizeof err))
 		reply_problem(out, 500, "internal", "the stored schema is unreadable: %s", err);

@@ -13,9 +13,14 @@ struct library {
 	struct sm_schema schema;
 };
 
-/* Reads library lib on c (FOR UPDATE when lock is set). 0, or -1 with out filled
- * (404 library-not-found, database problems). Release with library_free(). */
-int library_load(PGconn *c, const char *lib, int lock, struct library *out_lib, struct reply *out);
+enum {
+	LIBRARY_LOCK = 1,   /* SELECT … FOR UPDATE: the caller's transaction orders pushes */
+	LIBRARY_SCHEMA = 2, /* parse the schema into l->schema (pull and ack need only head) */
+};
+
+/* Reads library lib on c. 0, or -1 with out filled (404 library-not-found, database
+ * problems). Release with library_free(). */
+int library_load(PGconn *c, const char *lib, int flags, struct library *out_lib, struct reply *out);
 void library_free(struct library *l);
 /* The schema model named by a query argument, or NULL with a 400/422 in out. */
 const struct sm_model *library_model(const struct library *l, const char *name, struct reply *out);

@@ -258,11 +258,12 @@ static int batch_dups(struct batch *b, PGconn *c, const char *lib, struct reply 
 	}
 	for (i = 0; i < b->n; i++) {
 		size_t s = kmap_slot(&m, b->ch[i].hlc, SR_HLC_LEN);
+		/* the first of equal HLCs stands for them all: the others are duplicates of it */
 		if (!m.keys[s]) {
 			m.keys[s] = b->ch[i].hlc;
 			m.vals[s] = i;
+			arr_add(&hl, b->ch[i].hlc);
 		}
-		arr_add(&hl, b->ch[i].hlc);
 	}
 	{
 		const char *params[2] = {lib, arr_end(&hl)};
@@ -278,7 +279,6 @@ static int batch_dups(struct batch *b, PGconn *c, const char *lib, struct reply 
 		const char *hlc = PQgetvalue(res, i, 0);
 		size_t s = kmap_slot(&m, hlc, SR_HLC_LEN);
 		int first = m.keys[s] ? m.vals[s] : -1;
-		int j;
 
 		if (first < 0)
 			continue;
@@ -289,9 +289,7 @@ static int batch_dups(struct batch *b, PGconn *c, const char *lib, struct reply 
 					"change %d: HLC %s was accepted before with other content", first, hlc);
 			goto cleanup;
 		}
-		for (j = first; j < b->n; j++)
-			if (!strcmp(b->ch[j].hlc, hlc))
-				b->dup[j] = 1;
+		b->dup[first] = 1; /* later equal HLCs were marked by the sort above */
 	}
 	for (i = 0; i < b->n; i++)
 		b->ndup += b->dup[i];
@@ -611,7 +609,7 @@ void push_run(const char *lib, const char *dev, const json_t *body, struct reply
 		db_problem(out, c, NULL);
 		goto cleanup;
 	}
-	if (library_load(c, lib, 1, &l, out))
+	if (library_load(c, lib, LIBRARY_LOCK | LIBRARY_SCHEMA, &l, out))
 		goto cleanup;
 	head = l.head;
 	if (b.n == 0 || batch_dups(&b, c, lib, out))
