@@ -29,11 +29,11 @@ static const struct {
 	[ST_TOKEN_INSERT] = {"token_insert", 4,
 		"INSERT INTO tokens (token_hash, kind, library_id, device_id) VALUES ($1, $2, $3, $4)"},
 	[ST_LIB_GET] = {"lib_get", 1,
-		"SELECT name, head, horizon, schema_version, schema_models FROM libraries"
-		" WHERE library_id = $1"},
+		"SELECT name, head, horizon, schema_version, schema_models, horizon_hlc, purged_before"
+		" FROM libraries WHERE library_id = $1"},
 	[ST_LIB_LOCK] = {"lib_lock", 1,
-		"SELECT name, head, horizon, schema_version, schema_models FROM libraries"
-		" WHERE library_id = $1 FOR UPDATE"},
+		"SELECT name, head, horizon, schema_version, schema_models, horizon_hlc, purged_before"
+		" FROM libraries WHERE library_id = $1 FOR UPDATE"},
 	[ST_DEVICE_INSERT] = {"device_insert", 3,
 		"INSERT INTO devices (library_id, device_id, name) VALUES ($1, $2, $3)"
 		" ON CONFLICT DO NOTHING RETURNING device_id"},
@@ -90,8 +90,16 @@ static const struct {
 		"WITH u AS (UPDATE libraries SET head = $2 WHERE library_id = $1 RETURNING library_id)"
 		" SELECT pg_notify('syncrelay', u.library_id::text) FROM u"},
 	[ST_PULL] = {"pull", 4,
+		/* from the cursor's own seq: its row proves the history the device saw is still here */
 		"SELECT seq, hlc, device_id::text, model, record_id, op, data FROM changes"
-		" WHERE library_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4"},
+		" WHERE library_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4"},
+	[ST_CHANGE_AT] = {"change_at", 2,
+		"SELECT hlc FROM changes WHERE library_id = $1 AND seq = $2"},
+	[ST_LIB_INFO] = {"lib_info", 1,
+		"SELECT l.name, l.head, l.horizon, l.schema_version, l.purged_before,"
+		" coalesce(c.hlc, CASE WHEN l.head = l.horizon THEN l.horizon_hlc END)"
+		" FROM libraries l LEFT JOIN changes c ON c.library_id = l.library_id AND c.seq = l.head"
+		" WHERE l.library_id = $1"},
 	[ST_ACK] = {"ack", 3,
 		"UPDATE devices SET acked_seq = greatest(acked_seq, $3), last_seen = now()"
 		" WHERE library_id = $1 AND device_id = $2 RETURNING acked_seq"},

@@ -19,17 +19,57 @@ int h_changes_push(struct req *r, struct reply *out)
 	return HANDLER_DONE;
 }
 
-/* One page from since. Returns 1 when it holds changes for the caller or more to read,
- * 0 when empty (next still filled), -1 on error (out filled). */
-static int pull_page(struct req *r, long long since, long long limit, int include_own,
-		     long long *next, sr_buf *b, struct reply *out)
+/* The 410 answer: the device must backfill; reason says why (PROTOCOL.md, Pull). */
+static void resync(struct reply *out, const struct library *l, const char *reason, const char *why)
+{
+	reply_problem_x(out, 410, "resync-required",
+			json_pack("{s:I, s:s}", "horizon", (json_int_t)l->horizon, "reason", reason),
+			"%s; backfill from records (horizon %lld)", why, l->horizon);
+}
+
+/* A device that pushed asks whether seq still holds its change (check_seq, check_hlc): a
+ * relay that lost it (restored from a backup) is found even when the device's cursor lies
+ * below it. 0 when it does, -1 with a 410 (or a database problem) in out. */
+static int check_change(PGconn *c, const char *lib, const struct library *l, long long seq,
+			const char *hlc, struct reply *out)
+{
+	char s_seq[24];
+	const char *p[2] = {NULL, s_seq};
+	PGresult *res;
+	int rc = 0;
+
+	if (seq > l->head) {
+		resync(out, l, "history-diverged", "this device's last accepted change is beyond the library's head");
+		return -1;
+	}
+	snprintf(s_seq, sizeof s_seq, "%lld", seq);
+	p[0] = lib;
+	if (!(res = db_step(c, ST_CHANGE_AT, p, out)))
+		return -1;
+	if (PQntuples(res) ? strcmp(PQgetvalue(res, 0, 0), hlc) != 0
+			   : seq > l->horizon || (seq == l->horizon && strcmp(l->horizon_hlc, hlc))) {
+		resync(out, l, "history-diverged", "the relay no longer holds this device's last accepted change");
+		rc = -1;
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* One page from since. A cursor names its change too (since_hlc, "" when the device has
+ * none): the row at seq = since must still hold it, or the relay's history was rewritten
+ * (a database restored from a backup) and what follows is not what the device missed.
+ * Returns 1 when the page holds changes for the caller or more to read, 0 when empty
+ * (next and next_hlc still filled), -1 on error (out filled). */
+static int pull_page(struct req *r, long long since, const char *since_hlc, long long check_seq,
+		     const char *check_hlc, long long limit, int include_own, long long *next, char *next_hlc,
+		     sr_buf *b, struct reply *out)
 {
 	char s_since[24], s_head[24], s_limit[24];
 	PGconn *c = db_acquire();
 	PGresult *res = NULL;
 	struct library l = {0};
-	long long head, horizon;
-	int i, n = 0, rc = -1;
+	long long head;
+	int i = 0, end, n = 0, rc = -1;
 
 	if (!c) {
 		db_problem(out, NULL, NULL);
@@ -38,29 +78,49 @@ static int pull_page(struct req *r, long long since, long long limit, int includ
 	if (library_load(c, r->lib, 0, &l, out))
 		goto cleanup;
 	head = l.head;
-	horizon = l.horizon;
-	/* a cursor beyond head means the relay lost history (a restored database): resync */
-	if (since < horizon || since > head) {
-		reply_problem_x(out, 410, "resync-required", json_pack("{s:I}", "horizon", (json_int_t)horizon),
-				since < horizon ? "changes below seq %lld were compacted; backfill from records"
-						: "the cursor is beyond this library's head; backfill from records (horizon %lld)",
-				horizon);
+	if (since < l.horizon) {
+		resync(out, &l, "beyond-horizon", "changes at or below this cursor were compacted");
 		goto cleanup;
 	}
+	if (since > head) {
+		resync(out, &l, "history-diverged", "the cursor is beyond this library's head");
+		goto cleanup;
+	}
+	if (check_seq > 0 && check_change(c, r->lib, &l, check_seq, check_hlc, out))
+		goto cleanup;
 	snprintf(s_since, sizeof s_since, "%lld", since);
 	snprintf(s_head, sizeof s_head, "%lld", head);
-	snprintf(s_limit, sizeof s_limit, "%lld", limit);
+	/* one more row than asked: the cursor's own */
+	snprintf(s_limit, sizeof s_limit, "%lld", limit + 1);
 	{
 		const char *p[4] = {r->lib, s_since, s_head, s_limit};
 		if (!(res = db_step(c, ST_PULL, p, out)))
 			goto cleanup;
 	}
+	if (since > 0 && PQntuples(res) > 0 && atoll(PQgetvalue(res, 0, 0)) == since) {
+		if (*since_hlc && strcmp(PQgetvalue(res, 0, 1), since_hlc)) {
+			resync(out, &l, "history-diverged", "the change at this cursor is not the one the device saw");
+			goto cleanup;
+		}
+		i = 1;
+	} else if (since > 0 && *since_hlc) {
+		/* only a compacted cursor row may be missing, and then the horizon names it */
+		if (since != l.horizon || strcmp(l.horizon_hlc, since_hlc)) {
+			resync(out, &l, "history-diverged", "the change at this cursor is no longer in the log");
+			goto cleanup;
+		}
+	} else if (since > 0 && since > l.horizon) {
+		resync(out, &l, "history-diverged", "the change at this cursor is no longer in the log");
+		goto cleanup;
+	}
 	*next = since;
+	snprintf(next_hlc, SR_HLC_LEN + 1, "%s", i ? PQgetvalue(res, 0, 1) : since_hlc);
 	sr_buf_puts(b, "{\"changes\":[");
-	for (i = 0; i < PQntuples(res); i++) {
+	for (end = i + (int)limit; i < PQntuples(res) && i < end; i++) {
 		sr_change ch = {0};
 
 		*next = atoll(PQgetvalue(res, i, 0));
+		snprintf(next_hlc, SR_HLC_LEN + 1, "%s", PQgetvalue(res, i, 1));
 		if (!include_own && !strcmp(PQgetvalue(res, i, 2), r->auth.device_id))
 			continue;
 		ch.seq = *next;
@@ -74,8 +134,13 @@ static int pull_page(struct req *r, long long since, long long limit, int includ
 			sr_buf_putc(b, ',');
 		sr_change_write(b, &ch);
 	}
-	sr_buf_printf(b, "],\"next\":%lld,\"head\":%lld,\"more\":%s,\"schema_version\":%d}", *next, head,
-		      *next < head ? "true" : "false", l.schema_version);
+	sr_buf_printf(b, "],\"next\":%lld,\"next_hlc\":", *next);
+	if (*next_hlc)
+		sr_buf_printf(b, "\"%s\"", next_hlc);
+	else
+		sr_buf_puts(b, "null");
+	sr_buf_printf(b, ",\"head\":%lld,\"more\":%s,\"schema_version\":%d,\"relay_time\":%lld}", head,
+		      *next < head ? "true" : "false", l.schema_version, (long long)now_unix_ms());
 	rc = n > 0 || *next < head;
 cleanup:
 	PQclear(res);
@@ -86,24 +151,39 @@ cleanup:
 
 int h_changes_pull(struct req *r, struct reply *out)
 {
-	long long since, limit, wait, next = 0;
+	long long since, limit, wait, next = 0, check_seq = 0;
 	int include_own = req_arg_flag(r, "include_own");
+	const char *since_hlc = req_arg(r, "since_hlc"), *check_hlc = req_arg(r, "check_hlc");
+	char next_hlc[SR_HLC_LEN + 1] = "";
 	int attempt;
 
 	if (req_arg_int(r, "since", 0, 0, INT64_MAX, &since, out) ||
 	    req_arg_int(r, "limit", 1000, 1, 10000, &limit, out) ||
 	    req_arg_int(r, "wait", 0, 0, cfg.max_wait_s, &wait, out))
 		return HANDLER_DONE;
-	if (r->poll_state == POLL_NONE)
+	if (since_hlc && *since_hlc && sr_hlc_parse(NULL, since_hlc, strlen(since_hlc))) {
+		reply_problem(out, 400, "bad-request", "\"since_hlc\" is not an HLC");
+		return HANDLER_DONE;
+	}
+	if (req_arg_int(r, "check_seq", 0, 0, INT64_MAX, &check_seq, out))
+		return HANDLER_DONE;
+	if (check_seq > 0 && (!check_hlc || sr_hlc_parse(NULL, check_hlc, strlen(check_hlc)))) {
+		reply_problem(out, 400, "bad-request", "\"check_seq\" needs \"check_hlc\", an HLC");
+		return HANDLER_DONE;
+	}
+	if (r->poll_state == POLL_NONE) {
 		r->poll_deadline = now_mono() + (double)wait;
-	else
+		snprintf(r->poll_since_hlc, sizeof r->poll_since_hlc, "%s", since_hlc ? since_hlc : "");
+	} else {
 		since = r->poll_since; /* resumed: own changes already passed are skipped */
+	}
 
 	for (attempt = 0; attempt < 8; attempt++) {
 		int can_wait = wait > 0 && r->poll_state != POLL_EXPIRED && now_mono() < r->poll_deadline;
 		uint64_t gen = can_wait ? poll_gen(r->lib) : 0;
 		sr_buf b = {0};
-		int rc = pull_page(r, since, limit, include_own, &next, &b, out);
+		int rc = pull_page(r, since, r->poll_since_hlc, check_seq, check_hlc, limit, include_own, &next,
+				   next_hlc, &b, out);
 
 		if (rc < 0) {
 			sr_buf_free(&b);
@@ -112,7 +192,9 @@ int h_changes_pull(struct req *r, struct reply *out)
 		if (rc == 0 && can_wait) {
 			int held;
 
+			/* held from where this page ended, still naming its change */
 			r->poll_since = since = next;
+			memcpy(r->poll_since_hlc, next_hlc, sizeof r->poll_since_hlc);
 			held = poll_hold(r, r->lib, gen, r->poll_deadline);
 			if (held > 0) {
 				sr_buf_free(&b);

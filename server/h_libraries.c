@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "config.h"
 #include "db.h"
 #include "handlers.h"
 
@@ -62,18 +63,25 @@ cleanup:
 int h_library_get(struct req *r, struct reply *out)
 {
 	const char *p[1] = {r->lib};
-	PGresult *res = db_run(out, ST_LIB_GET, p);
+	PGresult *res = db_run(out, ST_LIB_INFO, p);
+	json_t *j;
 
 	if (!res)
 		return HANDLER_DONE;
-	if (PQntuples(res) != 1)
+	if (PQntuples(res) != 1) {
 		reply_problem(out, 404, "library-not-found", "library %s does not exist", r->lib);
-	else
-		reply_json(out, 200,
-			   json_pack("{s:s, s:s, s:I, s:I, s:i, s:I}", "library_id", r->lib, "name",
-				     PQgetvalue(res, 0, 0), "head", (json_int_t)atoll(PQgetvalue(res, 0, 1)),
-				     "horizon", (json_int_t)atoll(PQgetvalue(res, 0, 2)), "schema_version",
-				     atoi(PQgetvalue(res, 0, 3)), "relay_time", (json_int_t)now_unix_ms()));
+		PQclear(res);
+		return HANDLER_DONE;
+	}
+	/* head_hlc names the change at head: a backfill that starts its cursor at head names it too */
+	j = json_pack("{s:s, s:s, s:I, s:o, s:I, s:o, s:i, s:I, s:I}", "library_id", r->lib, "name",
+		      PQgetvalue(res, 0, 0), "head", (json_int_t)atoll(PQgetvalue(res, 0, 1)), "head_hlc",
+		      PQgetisnull(res, 0, 5) ? json_null() : json_string(PQgetvalue(res, 0, 5)), "horizon",
+		      (json_int_t)atoll(PQgetvalue(res, 0, 2)), "purged_before",
+		      PQgetisnull(res, 0, 4) ? json_null() : json_string(PQgetvalue(res, 0, 4)),
+		      "schema_version", atoi(PQgetvalue(res, 0, 3)), "relay_time", (json_int_t)now_unix_ms(),
+		      "max_skew_ms", (json_int_t)cfg.max_skew_ms);
+	reply_json(out, 200, j);
 	PQclear(res);
 	return HANDLER_DONE;
 }

@@ -50,6 +50,7 @@ struct req {
 	void *poll_slot;
 	int poll_state;       /* POLL_* in poll.h */
 	int64_t poll_since;   /* effective since while holding */
+	char poll_since_hlc[SR_HLC_LEN + 1]; /* the change at poll_since, "" when unnamed */
 	double poll_deadline; /* monotonic seconds */
 };
 

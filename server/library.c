@@ -1,6 +1,7 @@
 /* Library rows: one read (optionally locking) shared by every handler. */
 #include "library.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,7 @@ int library_load(PGconn *c, const char *lib, int flags, struct library *l, struc
 	}
 	l->head = atoll(PQgetvalue(res, 0, 1));
 	l->horizon = atoll(PQgetvalue(res, 0, 2));
+	snprintf(l->horizon_hlc, sizeof l->horizon_hlc, "%s", PQgetvalue(res, 0, 5));
 	l->schema_version = atoi(PQgetvalue(res, 0, 3));
 	if (!(flags & LIBRARY_SCHEMA)) {
 		rc = 0;

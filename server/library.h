@@ -9,6 +9,7 @@
 
 struct library {
 	long long head, horizon;
+	char horizon_hlc[SR_HLC_LEN + 1]; /* the change at seq = horizon, "" when unknown */
 	int schema_version;
 	struct sm_schema schema;
 };

@@ -203,7 +203,8 @@ static int batch_parse(struct batch *b, const json_t *body, const char *dev, str
 			return -1;
 		}
 		if (h.ms > (uint64_t)(now + cfg.max_skew_ms)) {
-			json_t *x = json_pack("{s:i, s:I}", "index", i, "relay_time", (json_int_t)now);
+			json_t *x = json_pack("{s:i, s:I, s:I}", "index", i, "relay_time", (json_int_t)now,
+					      "max_skew_ms", (json_int_t)cfg.max_skew_ms);
 			reply_problem_x(out, 422, "clock-skew", x,
 					"change %d: its HLC is %lld ms ahead of the relay clock (limit %lld)",
 					i, (long long)(h.ms - (uint64_t)now), (long long)cfg.max_skew_ms);
@@ -588,6 +589,23 @@ cleanup:
 	return rc;
 }
 
+/* 200 {accepted, duplicates, head, head_hlc, relay_time}. head_hlc names the change at head
+ * when this batch wrote it (its last accepted change), so the pusher can check later that
+ * the relay still holds it there; null when the batch added nothing. */
+static void push_reply(const struct batch *b, int accepted, long long head, struct reply *out)
+{
+	const char *last = NULL;
+	int i;
+
+	for (i = b->n - 1; accepted > 0 && i >= 0 && !last; i--)
+		if (!b->dup[i])
+			last = b->ch[i].hlc;
+	reply_json(out, 200, json_pack("{s:i, s:i, s:I, s:o, s:I}", "accepted", accepted, "duplicates",
+				       b->ndup, "head", (json_int_t)head, "head_hlc",
+				       last ? json_string(last) : json_null(), "relay_time",
+				       (json_int_t)now_unix_ms()));
+}
+
 void push_run(const char *lib, const char *dev, const json_t *body, struct reply *out)
 {
 	struct batch b = {0};
@@ -641,13 +659,11 @@ void push_run(const char *lib, const char *dev, const json_t *body, struct reply
 		goto cleanup;
 	}
 	metrics_push(accepted, b.ndup);
-	reply_json(out, 200, json_pack("{s:i, s:i, s:I}", "accepted", accepted, "duplicates", b.ndup,
-				       "head", (json_int_t)head));
+	push_reply(&b, accepted, head, out);
 	goto cleanup;
 reply_or_cleanup:
 	if (b.n == 0 && !out->body)
-		reply_json(out, 200, json_pack("{s:i, s:i, s:I}", "accepted", 0, "duplicates", 0, "head",
-					       (json_int_t)head));
+		push_reply(&b, 0, head, out);
 cleanup:
 	for (i = 0; i < ncur; i++)
 		PQclear(cur[i]);
