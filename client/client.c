@@ -108,6 +108,30 @@ int client_save_clock(sr_client *c)
 	return 0;
 }
 
+void client_save_offset(sr_client *c)
+{
+	/* a hint for status, not state: a busy store only delays it to the next sync */
+	if (c->have_offset && (store_meta_int(c->st, "clock_offset_ms", 0) != c->clock_offset_ms ||
+			       store_meta_int(c->st, "max_skew_ms", 0) != c->max_skew_ms ||
+			       !store_meta_int(c->st, "clock_offset_known", 0)))
+		(void)(store_meta_set_int(c->st, "clock_offset_ms", c->clock_offset_ms) ||
+		       store_meta_set_int(c->st, "max_skew_ms", c->max_skew_ms) ||
+		       store_meta_set_int(c->st, "clock_offset_known", 1));
+}
+
+int client_own_hlc(const sr_client *c, const char *hlc)
+{
+	/* the author's UUID is the HLC's last 36 characters */
+	return strlen(hlc) == SR_HLC_LEN && !strcmp(hlc + SR_HLC_LEN - SR_UUID_LEN, c->device);
+}
+
+int sr_client_clock_offset(sr_client *c, long long *offset_ms, long long *limit_ms)
+{
+	*offset_ms = c->clock_offset_ms;
+	*limit_ms = c->max_skew_ms;
+	return c->have_offset ? 0 : SR_ENOTFOUND; /* a getter: the last error message stays */
+}
+
 int sr_client_open(sr_client **out, const char *path)
 {
 	sr_client *c = calloc(1, sizeof *c);
@@ -128,6 +152,9 @@ int sr_client_open(sr_client **out, const char *path)
 	memcpy(c->clk.device, c->device, sizeof c->clk.device);
 	c->clk.ms = (uint64_t)store_meta_int(c->st, "hlc_ms", 0);
 	c->clk.counter = (uint64_t)store_meta_int(c->st, "hlc_counter", 0);
+	c->have_offset = store_meta_int(c->st, "clock_offset_known", 0) != 0;
+	c->clock_offset_ms = (long long)store_meta_int(c->st, "clock_offset_ms", 0);
+	c->max_skew_ms = (long long)store_meta_int(c->st, "max_skew_ms", 0);
 	if (client_load_schema(c)) {
 		sr_client_free(c);
 		return SR_ESTORE;
@@ -486,6 +513,80 @@ long sr_client_rejected(sr_client *c)
 	return (long)store_rejected_count(c->st);
 }
 
+static int rejected_row(void *arg, int ncol, const char *const *v)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "id", json_integer(atoll(v[0])));
+	json_object_set_new(o, "hlc", json_string(v[1]));
+	json_object_set_new(o, "model", json_string(v[2]));
+	json_object_set_new(o, "record_id", json_string(v[3]));
+	json_object_set_new(o, "op", json_string(atoi(v[4]) ? "delete" : "upsert"));
+	json_object_set_new(o, "status", json_integer(v[5] ? atoll(v[5]) : 0));
+	json_object_set_new(o, "code", json_string(v[6] ? v[6] : ""));
+	json_object_set_new(o, "detail", json_string(v[7] ? v[7] : ""));
+	return json_array_append_new(arg, o);
+}
+
+/* The rejected table as a JSON array, or NULL on a store failure (message set). */
+static json_t *rejected_json(sr_client *c)
+{
+	json_t *a = json_array();
+
+	if (store_query(c->st, "SELECT id, hlc, model, record_id, op, status, code, detail FROM rejected"
+			       " ORDER BY id", NULL, 0, rejected_row, a)) {
+		json_decref(a);
+		cerr(c, SR_ESTORE, "could not read the rejected changes: %s", store_errmsg(c->st));
+		return NULL;
+	}
+	return a;
+}
+
+int sr_client_rejected_list(sr_client *c, char **out)
+{
+	json_t *a = rejected_json(c), *j;
+
+	*out = NULL;
+	if (!a)
+		return SR_ESTORE;
+	j = json_pack("{s:o}", "rejected", a);
+	*out = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	return *out ? 0 : cerr(c, SR_ENOMEM, "out of memory");
+}
+
+/* Retry or drop, in one local transaction. */
+static int rejected_change(sr_client *c, long *count, long long id, int retry)
+{
+	int n = 0;
+
+	*count = 0;
+	if (id < 0)
+		return cerr(c, SR_EINVAL, "a rejected change id is a positive number (0 for all)");
+	if (c->in_batch)
+		return cerr(c, SR_ESTATE, "a write batch is open: commit it first");
+	if (store_begin(c->st) ||
+	    (retry ? store_rejected_retry(c->st, id, &n) : store_rejected_drop(c->st, id, &n)) ||
+	    store_commit(c->st)) {
+		store_rollback(c->st);
+		return cerr(c, SR_ESTORE, "could not change the rejected changes: %s", store_errmsg(c->st));
+	}
+	*count = n;
+	if (!n && id)
+		return cerr(c, SR_ENOTFOUND, "no rejected change has id %lld", id);
+	return 0;
+}
+
+int sr_client_rejected_retry(sr_client *c, long *count, long long id)
+{
+	return rejected_change(c, count, id, 1);
+}
+
+int sr_client_rejected_drop(sr_client *c, long *count, long long id)
+{
+	return rejected_change(c, count, id, 0);
+}
+
 /* ---- status ---- */
 
 static int count_row(void *arg, int ncol, const char *const *v)
@@ -519,6 +620,14 @@ int sr_client_status(sr_client *c, char **out)
 	json_object_set_new(j, "cursor", json_integer(store_meta_int(c->st, "cursor", 0)));
 	json_object_set_new(j, "head", json_integer(store_meta_int(c->st, "head", 0)));
 	json_object_set_new(j, "outbox", json_integer(store_outbox_count(c->st)));
+	json_object_set_new(j, "clock_offset_ms", c->have_offset ? json_integer(c->clock_offset_ms) : json_null());
+	json_object_set_new(j, "max_skew_ms", c->max_skew_ms ? json_integer(c->max_skew_ms) : json_null());
+	{
+		json_t *rej = rejected_json(c);
+		if (!rej)
+			goto fail;
+		json_object_set_new(j, "rejected", rej);
+	}
 	for (i = 0; i < c->schema.n; i++)
 		json_object_set_new(records, c->schema.models[i].name, json_integer(0));
 	if (store_query(c->st, "SELECT model, count(*) FROM records WHERE deleted = 0 GROUP BY model", NULL, 0,

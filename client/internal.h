@@ -29,6 +29,12 @@ struct sr_client {
 	void *link_arg;
 	int progress;
 	int in_batch; /* a sr_client_write_begin() transaction is open */
+	/* the device clock against the relay's, learned from every answer carrying relay_time */
+	int have_offset;
+	long long clock_offset_ms; /* device minus relay, positive when the device runs ahead */
+	long long max_skew_ms;     /* the relay's limit, 0 until it said */
+	long skew_waiting;         /* outbox changes held back by the last push for clock skew */
+	int resyncing;             /* inside a 410 backfill and reconcile */
 };
 
 /* Sets the handle's message and returns code. */
@@ -55,6 +61,10 @@ int client_save_clock(sr_client *c);
 int client_apply(sr_client *c, const struct srec *r, int force);
 
 void progress(sr_client *c, const char *what, long done, long total);
+/* Keeps the learned clock offset and skew limit in the store meta (autocommit). */
+void client_save_offset(sr_client *c);
+/* 1 when hlc (70 characters) names this device. */
+int client_own_hlc(const sr_client *c, const char *hlc);
 /* Pushes the outbox and pulls to head (backfilling when fresh): a replica at head. */
 int client_sync_once(sr_client *c);
 

@@ -53,6 +53,13 @@ int store_outbox_peek(struct store *s, int limit, sr_change *ch, int64_t *ids, i
 /* Moves outbox row id to the rejected table with the relay's reason. */
 int store_outbox_reject(struct store *s, int64_t id, long status, const char *code, const char *detail);
 int64_t store_rejected_count(struct store *s);
+/* Moves rejected change id (0: every one) back to the outbox, in its order; *n = how many.
+ * Inside the caller's transaction. */
+int store_rejected_retry(struct store *s, int64_t id, int *n);
+/* 1 when the change (model, hlc) is one the relay refused for good. */
+int store_rejected_has(struct store *s, const char *model, const char *hlc);
+/* Drops rejected change id (0: every one); *n = how many. Only ever at the user's request. */
+int store_rejected_drop(struct store *s, int64_t id, int *n);
 /* 1 when (model, record_id) has a change waiting in the outbox. */
 int store_outbox_has(struct store *s, const char *model, const char *record_id);
 int store_outbox_remove_upto(struct store *s, int64_t max_id);

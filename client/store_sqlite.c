@@ -8,7 +8,7 @@
 
 enum {
 	Q_META_GET, Q_META_SET, Q_REC_GET, Q_REC_PUT, Q_REC_DEL, Q_OUT_ADD, Q_OUT_PEEK, Q_OUT_DEL,
-	Q_OUT_COUNT, Q_OUT_REJECT, Q_OUT_REJECT_DEL, Q_REJ_COUNT, Q_OUT_HAS, Q_PEND_CLEAR, Q_PEND_ADD, Q_PEND_FIND, Q_PEND_DEL, Q_LIVE, Q_COUNT
+	Q_OUT_COUNT, Q_OUT_REJECT, Q_OUT_REJECT_DEL, Q_REJ_COUNT, Q_REJ_RETRY, Q_REJ_DROP, Q_REJ_HAS, Q_OUT_HAS, Q_PEND_CLEAR, Q_PEND_ADD, Q_PEND_FIND, Q_PEND_DEL, Q_LIVE, Q_COUNT
 };
 
 static const char *const sqls[Q_COUNT] = {
@@ -29,6 +29,11 @@ static const char *const sqls[Q_COUNT] = {
 			 " SELECT hlc, model, record_id, op, data, ?2, ?3, ?4 FROM outbox WHERE id = ?1",
 	[Q_OUT_REJECT_DEL] = "DELETE FROM outbox WHERE id = ?1",
 	[Q_REJ_COUNT] = "SELECT count(*) FROM rejected",
+	/* ?1 = 0: all of them */
+	[Q_REJ_RETRY] = "INSERT INTO outbox (hlc, model, record_id, op, data)"
+			" SELECT hlc, model, record_id, op, data FROM rejected WHERE ?1 = 0 OR id = ?1 ORDER BY id",
+	[Q_REJ_DROP] = "DELETE FROM rejected WHERE ?1 = 0 OR id = ?1",
+	[Q_REJ_HAS] = "SELECT 1 FROM rejected WHERE model = ?1 AND hlc = ?2 LIMIT 1",
 	[Q_OUT_HAS] = "SELECT 1 FROM outbox WHERE model = ?1 AND record_id = ?2 LIMIT 1",
 	[Q_PEND_CLEAR] = "DELETE FROM pending_refs WHERE model = ?1 AND record_id = ?2",
 	[Q_PEND_ADD] = "INSERT OR REPLACE INTO pending_refs (model, record_id, field, target_model, target_id)"
@@ -365,6 +370,36 @@ static int exists(struct store *s, int q, const char *model, const char *record_
 int64_t store_rejected_count(struct store *s)
 {
 	return count_of(s, Q_REJ_COUNT);
+}
+
+/* Runs the rejected-id statement q with id (0: all); *n set to the rows it changed. */
+static int rejected_run(struct store *s, int q, int64_t id, int *n)
+{
+	sqlite3_stmt *st = s->st[q];
+
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, id);
+	if (run(st))
+		return -1;
+	*n = sqlite3_changes(s->db);
+	return 0;
+}
+
+int store_rejected_retry(struct store *s, int64_t id, int *n)
+{
+	int dropped;
+
+	return rejected_run(s, Q_REJ_RETRY, id, n) || rejected_run(s, Q_REJ_DROP, id, &dropped) ? -1 : 0;
+}
+
+int store_rejected_has(struct store *s, const char *model, const char *hlc)
+{
+	return exists(s, Q_REJ_HAS, model, hlc);
+}
+
+int store_rejected_drop(struct store *s, int64_t id, int *n)
+{
+	return rejected_run(s, Q_REJ_DROP, id, n);
 }
 
 int store_outbox_has(struct store *s, const char *model, const char *record_id)

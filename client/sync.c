@@ -69,8 +69,8 @@ int client_apply(sr_client *c, const struct srec *r, int force)
 #define PUSH_MAX_BYTES (8 * 1024 * 1024) /* half the relay's default body limit */
 
 /* A change the relay refuses for good (its problem names the change's index) would block
- * the outbox forever: it moves to the rejected table with the reason, and the rest goes on.
- * A repair later puts the relay's version back in place of the refused local one. */
+ * the outbox forever: it moves to the rejected table with the reason, where it stays until
+ * the user retries or drops it, and the rest goes on. */
 static int reject(sr_client *c, int64_t id, json_t *problem)
 {
 	int rc = store_begin(c->st) ||
@@ -85,14 +85,33 @@ static int reject(sr_client *c, int64_t id, json_t *problem)
 	return 0;
 }
 
+/* After an accepted batch: the outbox rows go, and the change at head is remembered as this
+ * device's last push, so a relay that later loses it (restored from a backup) is noticed by
+ * the next pull even when the device's cursor lies below it. One transaction. */
+static int pushed(sr_client *c, int64_t upto, const json_t *answer)
+{
+	const char *hh = json_string_value(json_object_get(answer, "head_hlc"));
+	json_int_t head = json_integer_value(json_object_get(answer, "head"));
+
+	if (store_begin(c->st) || store_outbox_remove_upto(c->st, upto) ||
+	    (hh && client_own_hlc(c, hh) &&
+	     (store_meta_set_int(c->st, "push_seq", head) || store_meta_set(c->st, "push_hlc", hh))) ||
+	    store_commit(c->st)) {
+		store_rollback(c->st);
+		return cerr(c, SR_ESTORE, "could not clear the outbox: %s", store_errmsg(c->st));
+	}
+	return 0;
+}
+
 static int push_outbox(sr_client *c)
 {
 	sr_change *ch = calloc(PAGE, sizeof *ch);
 	int64_t *ids = calloc(PAGE, sizeof *ids);
 	char path[128];
-	long pushed = 0, total = (long)store_outbox_count(c->st);
-	int n, i, rc = 0, limit = PAGE;
+	long pushed_n = 0, total = (long)store_outbox_count(c->st);
+	int n, i, rc = 0, limit = PAGE, skew_cap = 0;
 
+	c->skew_waiting = 0;
 	if (!ch || !ids) {
 		free(ch);
 		free(ids);
@@ -101,10 +120,10 @@ static int push_outbox(sr_client *c)
 	snprintf(path, sizeof path, "/v1/libraries/%s/changes", c->library);
 	while (!rc) {
 		sr_buf b = {0};
-		json_t *problem = NULL;
+		json_t *answer = NULL;
 		int sent = 0;
 
-		if (store_outbox_peek(c->st, limit, ch, ids, &n)) {
+		if (store_outbox_peek(c->st, skew_cap && skew_cap < limit ? skew_cap : limit, ch, ids, &n)) {
 			rc = cerr(c, SR_ESTORE, "could not read the outbox: %s", store_errmsg(c->st));
 			break;
 		}
@@ -128,29 +147,44 @@ static int push_outbox(sr_client *c)
 		}
 		/* a crash from here until the outbox rows are gone re-pushes them: the relay counts
 		 * the repeats as duplicates */
-		rc = relay_call(c, "POST", path, b.p, 120, &problem);
+		rc = relay_call(c, "POST", path, b.p, 120, &answer);
 		sr_buf_free(&b);
 		if (!rc) {
-			if (store_outbox_remove_upto(c->st, ids[sent - 1]))
-				rc = cerr(c, SR_ESTORE, "could not clear the outbox: %s", store_errmsg(c->st));
-			pushed += sent;
+			rc = pushed(c, ids[sent - 1], answer);
+			pushed_n += sent;
 			if (total > PAGE)
-				progress(c, "push", pushed < total ? pushed : total, total);
+				progress(c, "push", pushed_n < total ? pushed_n : total, total);
+			skew_cap = 0;
 		} else if (rc == SR_ERELAY && c->last_status == 413 && sent > 1) {
 			limit = sent / 2; /* a smaller relay limit: halve and try again */
 			rc = 0;
+		} else if (rc == SR_ERELAY && !strcmp(c->last_code, "clock-skew")) {
+			/* a delay, never a loss: what precedes the change goes now, the change itself and
+			 * everything after it stay queued until the relay's clock reaches their stamps */
+			json_t *ix = json_object_get(answer, "index");
+			json_int_t k = json_is_integer(ix) ? json_integer_value(ix) : 0;
+
+			rc = 0;
+			if (k > 0 && k < sent) {
+				skew_cap = (int)k;
+			} else {
+				c->skew_waiting = (long)store_outbox_count(c->st);
+				json_decref(answer);
+				break;
+			}
 		} else if (rc == SR_ERELAY && c->last_status >= 400 && c->last_status < 500 &&
 			   c->last_status != 401 && c->last_status != 429) {
-			json_t *ix = json_object_get(problem, "index");
+			json_t *ix = json_object_get(answer, "index");
 			json_int_t k = json_is_integer(ix) ? json_integer_value(ix) : (c->last_status == 413 ? 0 : -1);
 
 			if (k >= 0 && k < sent)
-				rc = reject(c, ids[k], problem);
+				rc = reject(c, ids[k], answer);
 		}
-		json_decref(problem);
+		json_decref(answer);
 	}
 	free(ch);
 	free(ids);
+	client_save_offset(c);
 	return rc;
 }
 
@@ -230,13 +264,17 @@ static int backfill(sr_client *c)
 		if ((rc = relay_call(c, "GET", path, NULL, 60, &j)))
 			return rc;
 		h0 = json_integer_value(json_object_get(j, "head"));
-		json_decref(j);
-		if (store_begin(c->st) || store_meta_set_int(c->st, "bf_head", h0) ||
+		if (store_begin(c->st) ||
+		    store_meta_set(c->st, "bf_head_hlc", json_string_value(json_object_get(j, "head_hlc"))) ||
+		    store_meta_set(c->st, "purged_before", json_string_value(json_object_get(j, "purged_before"))) ||
+		    store_meta_set_int(c->st, "bf_head", h0) ||
 		    store_meta_set(c->st, "bf_model", "") || store_meta_set(c->st, "bf_after", "") ||
 		    store_meta_set(c->st, "state", "backfilling") || store_commit(c->st)) {
 			store_rollback(c->st);
+			json_decref(j);
 			return cerr(c, SR_ESTORE, "could not start the backfill: %s", store_errmsg(c->st));
 		}
+		json_decref(j);
 	}
 	/* a schema that changed since this backfill began may order models differently: page
 	 * them all again (applying is idempotent), keeping the head read at the start */
@@ -306,9 +344,17 @@ static int backfill(sr_client *c)
 		return rc;
 	if (c->progress)
 		fputc('\n', stderr);
-	if (store_begin(c->st) || store_meta_set_int(c->st, "cursor", h0) ||
-	    store_meta_set(c->st, "state", "syncing") || store_meta_set(c->st, "bf_head", NULL) ||
-	    store_commit(c->st)) {
+	{
+		char *hh = NULL;
+
+		store_meta_get(c->st, "bf_head_hlc", &hh);
+		/* the cursor starts at the head read before paging, naming the change there */
+		rc = store_begin(c->st) || store_meta_set_int(c->st, "cursor", h0) ||
+		     store_meta_set(c->st, "cursor_hlc", hh) || store_meta_set(c->st, "state", "syncing") ||
+		     store_meta_set(c->st, "bf_head", NULL) || store_commit(c->st);
+		free(hh);
+	}
+	if (rc) {
 		store_rollback(c->st);
 		return cerr(c, SR_ESTORE, "could not finish the backfill: %s", store_errmsg(c->st));
 	}
@@ -321,6 +367,7 @@ static int backfill(sr_client *c)
 static int apply_page(sr_client *c, json_t *page)
 {
 	json_t *changes = json_object_get(page, "changes");
+	long long next = json_integer_value(json_object_get(page, "next"));
 	size_t i;
 	int rc = 0;
 
@@ -362,8 +409,11 @@ static int apply_page(sr_client *c, json_t *page)
 			rc = cerr(c, SR_ESTORE, "could not apply: %s", store_errmsg(c->st));
 		sr_change_clear(&ch);
 	}
-	if (!rc && (store_meta_set_int(c->st, "cursor", json_integer_value(json_object_get(page, "next"))) ||
+	/* once the cursor passes this device's last push, the cursor's own check covers it */
+	if (!rc && (store_meta_set_int(c->st, "cursor", next) ||
+		    store_meta_set(c->st, "cursor_hlc", json_string_value(json_object_get(page, "next_hlc"))) ||
 		    store_meta_set_int(c->st, "head", json_integer_value(json_object_get(page, "head"))) ||
+		    (next >= store_meta_int(c->st, "push_seq", 0) && store_meta_set(c->st, "push_seq", NULL)) ||
 		    client_save_clock(c) || store_commit(c->st)))
 		rc = cerr(c, SR_ESTORE, "could not save the page: %s", store_errmsg(c->st));
 	if (rc)
@@ -371,33 +421,68 @@ static int apply_page(sr_client *c, json_t *page)
 	return rc;
 }
 
+/* The relay's history is not the one this device saw (restored from a backup) or no longer
+ * reaches back to its cursor (compacted): backfill again and reconcile. Nothing local is lost:
+ * the outbox stays and is pushed first, backfill applies last-writer-wins (never an older
+ * version), and the repair pass re-pushes what this device authored that the relay lacks or
+ * holds older, keeps what it cannot prove deleted, and reports it. */
+static int resync(sr_client *c, const char *reason)
+{
+	char *report = NULL;
+	int rc;
+
+	if (c->resyncing)
+		return cerr(c, SR_ERELAY, "the relay asked for a resync again during a resync (%s)", reason);
+	if (store_begin(c->st) || store_meta_set(c->st, "state", "fresh") ||
+	    store_meta_set(c->st, "bf_head", NULL) || store_meta_set(c->st, "cursor_hlc", NULL) ||
+	    store_meta_set(c->st, "push_seq", NULL) || store_meta_set(c->st, "resync_reason", reason) ||
+	    store_commit(c->st)) {
+		store_rollback(c->st);
+		return cerr(c, SR_ESTORE, "could not reset the state: %s", store_errmsg(c->st));
+	}
+	c->resyncing = 1;
+	rc = backfill(c);
+	if (!rc) {
+		rc = sr_client_verify(c, 1, &report);
+		free(report);
+		/* a scope the relay is behind on is reported by verify, not an error of sync */
+		if (rc == SR_EMISMATCH)
+			rc = 0;
+	}
+	c->resyncing = 0;
+	return rc;
+}
+
 static int pull_once(sr_client *c, long wait, int *more, long *applied)
 {
-	char path[256];
+	char path[512], *chlc = NULL, *phlc = NULL;
+	long long cursor = store_meta_int(c->st, "cursor", 0), push_seq = store_meta_int(c->st, "push_seq", 0);
 	json_t *j = NULL;
 	int rc;
 
 	*more = 0;
-	snprintf(path, sizeof path, "/v1/libraries/%s/changes?since=%lld&limit=%d&wait=%ld", c->library,
-		 (long long)store_meta_int(c->st, "cursor", 0), PAGE, wait);
+	store_meta_get(c->st, "cursor_hlc", &chlc);
+	store_meta_get(c->st, "push_hlc", &phlc);
+	/* the cursor names its change; a last push beyond the cursor is checked as well */
+	if (push_seq > cursor && phlc)
+		snprintf(path, sizeof path,
+			 "/v1/libraries/%s/changes?since=%lld&since_hlc=%s&check_seq=%lld&check_hlc=%s&limit=%d&wait=%ld",
+			 c->library, cursor, chlc ? chlc : "", push_seq, phlc, PAGE, wait);
+	else
+		snprintf(path, sizeof path, "/v1/libraries/%s/changes?since=%lld&since_hlc=%s&limit=%d&wait=%ld",
+			 c->library, cursor, chlc ? chlc : "", PAGE, wait);
+	free(chlc);
+	free(phlc);
 	rc = relay_call(c, "GET", path, NULL, wait + 60, &j);
 	if (rc == SR_ERELAY && c->last_status == 410) {
-		/* compacted past our cursor: backfill again */
+		char reason[64];
+
+		snprintf(reason, sizeof reason, "%s",
+			 json_string_value(json_object_get(j, "reason")) ? json_string_value(json_object_get(j, "reason"))
+									 : "beyond-horizon");
 		json_decref(j);
-		if (store_meta_set(c->st, "state", "fresh"))
-			return cerr(c, SR_ESTORE, "could not reset the state: %s", store_errmsg(c->st));
-		rc = backfill(c);
-		/* reconcile: the repair pass removes what the relay no longer has (local writes
-		 * were pushed first, so they are on the relay) */
-		if (!rc) {
-			char *report = NULL;
-			rc = sr_client_verify(c, 1, &report);
-			free(report);
-			if (rc == SR_EMISMATCH)
-				rc = 0;
-		}
 		*more = 1;
-		return rc;
+		return resync(c, reason);
 	}
 	if (rc) {
 		json_decref(j);

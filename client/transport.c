@@ -32,6 +32,20 @@ static void backoff(int attempt)
 	nanosleep(&t, NULL);
 }
 
+/* Answers and problems that carry relay_time tell how far this device's clock is from the
+ * relay's: the midpoint of the exchange against the relay's reading. */
+static void learn_clock(sr_client *c, const json_t *j, uint64_t t0, uint64_t t1)
+{
+	const json_t *rt = json_object_get(j, "relay_time"), *lim = json_object_get(j, "max_skew_ms");
+
+	if (json_is_integer(rt)) {
+		c->clock_offset_ms = (long long)((t0 + t1) / 2) - (long long)json_integer_value(rt);
+		c->have_offset = 1;
+	}
+	if (json_is_integer(lim) && json_integer_value(lim) > 0)
+		c->max_skew_ms = (long long)json_integer_value(lim);
+}
+
 int relay_call(sr_client *c, const char *method, const char *path, const char *body,
 	       long timeout_s, json_t **out)
 {
@@ -54,6 +68,7 @@ int relay_call(sr_client *c, const char *method, const char *path, const char *b
 		char auth[200];
 		CURLcode rc;
 		long status = 0;
+		uint64_t t0, t1;
 		json_t *j;
 
 		curl_easy_reset(c->curl);
@@ -75,7 +90,9 @@ int relay_call(sr_client *c, const char *method, const char *path, const char *b
 			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
 		}
 		curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
+		t0 = hlc_wall_ms();
 		rc = curl_easy_perform(c->curl);
+		t1 = hlc_wall_ms();
 		curl_slist_free_all(h);
 		if (rc != CURLE_OK) {
 			sr_buf_free(&b);
@@ -89,6 +106,7 @@ int relay_call(sr_client *c, const char *method, const char *path, const char *b
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
 		c->last_status = status;
 		j = b.p ? json_loads(b.p, 0, NULL) : NULL;
+		learn_clock(c, j, t0, t1);
 		if (status >= 200 && status < 300) {
 			sr_buf_free(&b);
 			if (out)

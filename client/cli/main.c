@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "cmd_index.h"
+#include "cmd_rejected.h"
 #include "syncrelay.h"
 
 static volatile int stop_flag;
@@ -43,6 +44,7 @@ static int usage(void)
 	      "  sync [--watch] [--timeout S]\n"
 	      "  status [--json]\n"
 	      "  verify [--repair] [--json]\n"
+	      "  rejected [list] | rejected retry ID|all | rejected drop ID|all\n"
 	      "  index DIR\n"
 	      "The store is --store PATH or $SYNCRELAY_STORE.\n",
 	      stderr);
@@ -115,6 +117,10 @@ static void print_status_text(const char *json)
 	       (long long)json_integer_value(json_object_get(j, "head")),
 	       (long long)json_integer_value(json_object_get(j, "outbox")),
 	       (long long)json_integer_value(json_object_get(j, "unresolved")));
+	if (json_is_integer(json_object_get(j, "clock_offset_ms")))
+		printf("clock     %+.1f s against the relay\n",
+		       (double)json_integer_value(json_object_get(j, "clock_offset_ms")) / 1000.0);
+	printf("rejected  %zu\n", json_array_size(json_object_get(j, "rejected")));
 	json_object_foreach(json_object_get(j, "records"), k, v)
 		printf("records   %s: %lld\n", k, (long long)json_integer_value(v));
 	json_object_foreach(json_object_get(j, "refs"), k, v)
@@ -131,17 +137,20 @@ static void print_verify_text(const char *json)
 
 	json_array_foreach(json_object_get(j, "scopes"), i, s) {
 		const char *owner = json_string_value(json_object_get(s, "owner"));
-		printf("%-8s %s/%s local %lld %s relay %lld %s\n", json_is_true(json_object_get(s, "match")) ? "match" : "MISMATCH",
+		printf("%-8s %s/%s local %lld %s relay %lld %s%s\n", json_is_true(json_object_get(s, "match")) ? "match" : "MISMATCH",
 		       json_string_value(json_object_get(s, "model")), owner ? owner : "shared",
 		       (long long)json_integer_value(json_object_get(json_object_get(s, "local"), "count")),
 		       json_string_value(json_object_get(json_object_get(s, "local"), "hash")),
 		       (long long)json_integer_value(json_object_get(json_object_get(s, "relay"), "count")),
-		       json_string_value(json_object_get(json_object_get(s, "relay"), "hash")));
+		       json_string_value(json_object_get(json_object_get(s, "relay"), "hash")),
+		       json_is_true(json_object_get(s, "relay_behind")) ? " (relay behind: newer here)" : "");
 	}
-	printf("repaired: fetched %lld, replaced %lld, removed %lld\n",
+	printf("repaired: fetched %lld, replaced %lld, removed %lld, kept %lld, re-pushed %lld\n",
 	       (long long)json_integer_value(json_object_get(rep, "fetched")),
 	       (long long)json_integer_value(json_object_get(rep, "replaced")),
-	       (long long)json_integer_value(json_object_get(rep, "removed")));
+	       (long long)json_integer_value(json_object_get(rep, "removed")),
+	       (long long)json_integer_value(json_object_get(rep, "kept")),
+	       (long long)json_integer_value(json_object_get(rep, "repushed")));
 	json_decref(j);
 }
 
@@ -238,14 +247,10 @@ int main(int argc, char **argv)
 		if (argc)
 			rc = usage();
 		else {
-			long refused = sr_client_rejected(c);
-
 			signal(SIGINT, on_signal);
 			signal(SIGTERM, on_signal);
 			lrc = sr_client_sync(c, &o);
-			if (sr_client_rejected(c) > refused)
-				fprintf(stderr, "syncrelay: warning: the relay refused %ld local change(s); they are kept in the store's rejected table\n",
-					sr_client_rejected(c) - refused);
+			cli_sync_warnings(c);
 			if (lrc)
 				rc = lib_fail(c, lrc);
 			else if (json && !sr_client_status(c, &out))
@@ -258,6 +263,8 @@ int main(int argc, char **argv)
 			puts(out);
 		else
 			print_status_text(out);
+		if (!lrc)
+			cli_sync_warnings(c);
 	} else if (!strcmp(cmd, "verify")) {
 		int repair = take_flag(&argc, argv, "--repair");
 
@@ -272,6 +279,8 @@ int main(int argc, char **argv)
 			else if (lrc)
 				rc = lib_fail(c, lrc);
 		}
+	} else if (!strcmp(cmd, "rejected")) {
+		rc = cmd_rejected(c, argc, argv, json);
 	} else if (!strcmp(cmd, "index") && argc == 1) {
 		rc = cmd_index(c, argv[0], json, !json && isatty(2));
 	} else {

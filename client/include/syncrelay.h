@@ -96,9 +96,24 @@ typedef struct sr_sync_opts {
 /* Pushes the outbox, pulls to head (backfilling first when fresh) and applies. */
 int sr_client_sync(sr_client *c, const sr_sync_opts *opts);
 
-/* How many local changes the relay refused for good (kept aside in the store's rejected
- * table with the relay's reason; a verify --repair restores the relay's version). */
+/* How many local changes the relay refused for good: not-owner, hlc-conflict, a change larger
+ * than any batch, malformed. They are kept aside in the store's rejected table with the
+ * relay's reason and stay there until the user retries or drops them. A change refused for
+ * clock-skew is not among them: it stays in the outbox and is pushed once the relay takes it. */
 long sr_client_rejected(sr_client *c);
+/* The rejected changes as JSON {"rejected":[{id, hlc, model, record_id, op, status, code,
+ * detail}]}, oldest first. *out is the caller's: release with free(). */
+int sr_client_rejected_list(sr_client *c, char **out);
+/* Puts rejected change id (0: every one) back at the end of the outbox; *count = how many. */
+int sr_client_rejected_retry(sr_client *c, long *count, long long id);
+/* Drops rejected change id (0: every one) for good; *count = how many. */
+int sr_client_rejected_drop(sr_client *c, long *count, long long id);
+
+/* The device clock against the relay's, as last measured from a relay answer: *offset_ms is
+ * device minus relay (positive: the device runs ahead), *limit_ms the relay's skew limit
+ * (0 when the relay has not said). SR_ENOTFOUND when no answer measured it yet. Changes
+ * stamped more than the limit ahead wait in the outbox until the relay's clock reaches them. */
+int sr_client_clock_offset(sr_client *c, long long *offset_ms, long long *limit_ms);
 
 /* Status as JSON (PROTOCOL.md section 7 `status --json`). */
 int sr_client_status(sr_client *c, char **out);

@@ -290,11 +290,14 @@ Test(backfill, cursor_below_the_horizon_backfills_again_and_reconciles, .timeout
 	cr_assert_eq(head, 506);
 
 	/* the relay compacts: its log starts at head, and the old tombstones are purged */
-	relay_sql(&e, "UPDATE libraries SET horizon = head WHERE library_id = $1", e.l.id);
+	relay_sql(&e, "UPDATE libraries SET horizon = head, horizon_hlc = (SELECT hlc FROM changes c"
+		      " WHERE c.library_id = libraries.library_id AND c.seq = libraries.head),"
+		      " purged_before = (SELECT max(hlc) || '~' FROM records r WHERE r.library_id = libraries.library_id"
+		      " AND r.deleted) WHERE library_id = $1", e.l.id);
 	relay_sql(&e, "DELETE FROM records WHERE library_id = $1 AND deleted", e.l.id);
 
 	/* B's cursor (300) is below the horizon: 410, a fresh backfill, and B drops what the relay
-	 * no longer has */
+	 * proves deleted: records it no longer lists, under its purge point */
 	e2e_sync(b, 60);
 	s = e2e_status(b);
 	cr_assert_str_eq(json_string_value(json_object_get(s, "state")), "syncing", "%s", json_dumps(s, 0));
