@@ -41,7 +41,7 @@ static int usage(void)
 	      "  schema set FILE | schema show\n"
 	      "  put MODEL RECORD_ID JSON | delete MODEL RECORD_ID | get MODEL RECORD_ID\n"
 	      "  import MODEL FILE.jsonl\n"
-	      "  sync [--watch] [--timeout S]\n"
+	      "  sync [--watch] [--timeout S] [--verify-every S]\n"
 	      "  status [--json]\n"
 	      "  verify [--repair] [--json]\n"
 	      "  rejected [list] | rejected retry ID|all | rejected drop ID|all\n"
@@ -234,7 +234,7 @@ int main(int argc, char **argv)
 			printf("imported %ld\n", n);
 	} else if (!strcmp(cmd, "sync")) {
 		sr_sync_opts o = SR_SYNC_OPTS_INIT;
-		const char *t = take_opt(&argc, argv, "--timeout");
+		const char *t = take_opt(&argc, argv, "--timeout"), *ve = take_opt(&argc, argv, "--verify-every");
 		char *end = NULL;
 
 		o.watch = take_flag(&argc, argv, "--watch");
@@ -243,6 +243,11 @@ int main(int argc, char **argv)
 			o.timeout_s = strtod(t, &end);
 			if (!*t || *end || o.timeout_s < 0)
 				return fail("--timeout needs a number of seconds, not \"%s\"", t);
+		}
+		if (ve) {
+			o.verify_every_s = strtod(ve, &end);
+			if (!*ve || *end || o.verify_every_s <= 0)
+				return fail("--verify-every needs a positive number of seconds, not \"%s\"", ve);
 		}
 		if (argc)
 			rc = usage();
