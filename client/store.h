@@ -58,7 +58,9 @@ int64_t store_rejected_count(struct store *s);
 int store_rejected_retry(struct store *s, int64_t id, int *n);
 /* 1 when the change (model, hlc) is one the relay refused for good. */
 int store_rejected_has(struct store *s, const char *model, const char *hlc);
-/* Drops rejected change id (0: every one); *n = how many. Only ever at the user's request. */
+/* Drops rejected change id (0: every one); *n = how many. Only ever at the user's request.
+ * A replica row that still shows a dropped change goes with it (a repair then brings back the
+ * relay's version). */
 int store_rejected_drop(struct store *s, int64_t id, int *n);
 /* 1 when (model, record_id) has a change waiting in the outbox. */
 int store_outbox_has(struct store *s, const char *model, const char *record_id);

@@ -8,7 +8,7 @@
 
 enum {
 	Q_META_GET, Q_META_SET, Q_REC_GET, Q_REC_PUT, Q_REC_DEL, Q_OUT_ADD, Q_OUT_PEEK, Q_OUT_DEL,
-	Q_OUT_COUNT, Q_OUT_REJECT, Q_OUT_REJECT_DEL, Q_REJ_COUNT, Q_REJ_RETRY, Q_REJ_DROP, Q_REJ_HAS, Q_OUT_HAS, Q_PEND_CLEAR, Q_PEND_ADD, Q_PEND_FIND, Q_PEND_DEL, Q_LIVE, Q_COUNT
+	Q_OUT_COUNT, Q_OUT_REJECT, Q_OUT_REJECT_DEL, Q_REJ_COUNT, Q_REJ_RETRY, Q_REJ_DROP, Q_REJ_FORGET, Q_REJ_HAS, Q_OUT_HAS, Q_PEND_CLEAR, Q_PEND_ADD, Q_PEND_FIND, Q_PEND_DEL, Q_LIVE, Q_COUNT
 };
 
 static const char *const sqls[Q_COUNT] = {
@@ -33,6 +33,9 @@ static const char *const sqls[Q_COUNT] = {
 	[Q_REJ_RETRY] = "INSERT INTO outbox (hlc, model, record_id, op, data)"
 			" SELECT hlc, model, record_id, op, data FROM rejected WHERE ?1 = 0 OR id = ?1 ORDER BY id",
 	[Q_REJ_DROP] = "DELETE FROM rejected WHERE ?1 = 0 OR id = ?1",
+	/* a replica row still showing a dropped change gives way: repair brings the relay's back */
+	[Q_REJ_FORGET] = "DELETE FROM records WHERE (model, record_id, hlc) IN"
+			 " (SELECT model, record_id, hlc FROM rejected WHERE ?1 = 0 OR id = ?1)",
 	[Q_REJ_HAS] = "SELECT 1 FROM rejected WHERE model = ?1 AND hlc = ?2 LIMIT 1",
 	[Q_OUT_HAS] = "SELECT 1 FROM outbox WHERE model = ?1 AND record_id = ?2 LIMIT 1",
 	[Q_PEND_CLEAR] = "DELETE FROM pending_refs WHERE model = ?1 AND record_id = ?2",
@@ -399,7 +402,9 @@ int store_rejected_has(struct store *s, const char *model, const char *hlc)
 
 int store_rejected_drop(struct store *s, int64_t id, int *n)
 {
-	return rejected_run(s, Q_REJ_DROP, id, n);
+	int forgot;
+
+	return rejected_run(s, Q_REJ_FORGET, id, &forgot) || rejected_run(s, Q_REJ_DROP, id, n) ? -1 : 0;
 }
 
 int store_outbox_has(struct store *s, const char *model, const char *record_id)

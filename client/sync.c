@@ -413,7 +413,8 @@ static int apply_page(sr_client *c, json_t *page)
 	if (!rc && (store_meta_set_int(c->st, "cursor", next) ||
 		    store_meta_set(c->st, "cursor_hlc", json_string_value(json_object_get(page, "next_hlc"))) ||
 		    store_meta_set_int(c->st, "head", json_integer_value(json_object_get(page, "head"))) ||
-		    (next >= store_meta_int(c->st, "push_seq", 0) && store_meta_set(c->st, "push_seq", NULL)) ||
+		    (store_meta_int(c->st, "push_seq", 0) > 0 && next >= store_meta_int(c->st, "push_seq", 0) &&
+		     store_meta_set(c->st, "push_seq", NULL)) ||
 		    client_save_clock(c) || store_commit(c->st)))
 		rc = cerr(c, SR_ESTORE, "could not save the page: %s", store_errmsg(c->st));
 	if (rc)

@@ -70,7 +70,9 @@ int cmd_rejected(sr_client *c, int argc, char **argv, int json)
 	if (json)
 		printf("{\"%s\":%ld}\n", retry ? "retried" : "dropped", n);
 	else
-		printf(retry ? "%ld change(s) back in the outbox\n" : "%ld change(s) dropped\n", n);
+		printf(retry ? "%ld change(s) back in the outbox\n"
+			     : "%ld change(s) dropped (run \"syncrelay verify --repair\" to take the relay's versions)\n",
+		       n);
 	return 0;
 }
 

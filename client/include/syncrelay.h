@@ -106,7 +106,8 @@ long sr_client_rejected(sr_client *c);
 int sr_client_rejected_list(sr_client *c, char **out);
 /* Puts rejected change id (0: every one) back at the end of the outbox; *count = how many. */
 int sr_client_rejected_retry(sr_client *c, long *count, long long id);
-/* Drops rejected change id (0: every one) for good; *count = how many. */
+/* Drops rejected change id (0: every one) for good; *count = how many. A record still showing
+ * a dropped change leaves the replica until a verify --repair brings back the relay's version. */
 int sr_client_rejected_drop(sr_client *c, long *count, long long id);
 
 /* The device clock against the relay's, as last measured from a relay answer: *offset_ms is
