@@ -843,3 +843,67 @@ Test(digest, replica_rows_give_the_known_digest)
 	cr_assert_eq(s.hash, 0xd98c47bc75a45e68ULL);
 	sr_client_free(c);
 }
+
+/* ---- rejected changes: kept until the user retries or drops them ---- */
+
+static long outbox_n(sr_client *c)
+{
+	return (long)store_outbox_count(c->st);
+}
+
+Test(rejected, a_refused_change_moves_aside_and_back_only_on_request)
+{
+	sr_client *c = mem_client();
+	char h1[SR_HLC_LEN + 1], h2[SR_HLC_LEN + 1];
+	sr_change ch[4];
+	int64_t ids[4];
+	int n, k;
+	struct srec r;
+
+	hlc_text(h1, 1000, 0, DEV_A);
+	hlc_text(h2, 1001, 0, DEV_A);
+	apply(c, "entry", CHILD, DEV_A, h1, "{\"v\":1}", 0);
+	cr_assert_eq(store_outbox_add(c->st, h1, "entry", CHILD, 0, "{\"v\":1}"), 0);
+	cr_assert_eq(store_outbox_add(c->st, h2, "entry", PARENT, 0, "{\"v\":2}"), 0);
+	cr_assert_eq(store_outbox_peek(c->st, 4, ch, ids, &n), 0);
+	cr_assert_eq(n, 2);
+	for (k = 0; k < n; k++)
+		sr_change_clear(&ch[k]);
+	cr_assert_eq(store_outbox_reject(c->st, ids[0], 409, "not-owner", "owned by another device"), 0);
+	cr_assert_eq(outbox_n(c), 1);
+	cr_assert_eq(store_rejected_count(c->st), 1);
+	cr_assert_eq(store_rejected_has(c->st, "entry", h1), 1);
+	cr_assert_eq(store_rejected_has(c->st, "entry", h2), 0);
+	/* retry: back at the end of the outbox, out of rejected */
+	cr_assert_eq(store_rejected_retry(c->st, 0, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(outbox_n(c), 2);
+	cr_assert_eq(store_rejected_count(c->st), 0);
+	cr_assert_eq(store_outbox_peek(c->st, 4, ch, ids, &n), 0);
+	cr_assert_str_eq(ch[1].hlc, h1, "a retried change goes to the end of the outbox");
+	for (k = 0; k < n; k++)
+		sr_change_clear(&ch[k]);
+	/* drop: the replica row still showing the dropped change gives way */
+	cr_assert_eq(store_outbox_reject(c->st, ids[1], 409, "not-owner", "again"), 0);
+	cr_assert_eq(store_rejected_drop(c->st, 7777, &n), 0);
+	cr_assert_eq(n, 0, "dropping an unknown id dropped %d", n);
+	cr_assert_eq(store_rejected_drop(c->st, 0, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(store_rejected_count(c->st), 0);
+	cr_assert_eq(row(c, "entry", CHILD, &r), 0, "the row showing the dropped change is still there");
+	sr_client_free(c);
+}
+
+Test(rejected, own_hlc_names_this_device_only)
+{
+	sr_client *c = mem_client();
+	char h[SR_HLC_LEN + 1];
+
+	snprintf(c->device, sizeof c->device, "%s", DEV_A);
+	hlc_text(h, 5, 0, DEV_A);
+	cr_assert(client_own_hlc(c, h));
+	hlc_text(h, 5, 0, DEV_B);
+	cr_assert(!client_own_hlc(c, h));
+	cr_assert(!client_own_hlc(c, "short"));
+	sr_client_free(c);
+}
