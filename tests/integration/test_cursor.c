@@ -103,12 +103,15 @@ Test(cursor, a_rewritten_history_is_found_whatever_the_heads, .timeout = 60)
 	/* B pushes one of its own: the answer names the change at head */
 	{
 		struct h_chb c = {0};
-		char rid[SR_UUID_LEN + 1];
+		char rid[SR_UUID_LEN + 1], *body;
 
 		h_uuid(rid);
 		h_hlc(mine, h_now_ms() - 5000, 0, b.id);
 		h_chb_add(&c, mine, "content_identity", rid, "upsert", "{\"x\":1}");
-		h_http(&p, &r, "POST", h_lp(&l, "/changes"), b.token, h_chb_end(&c));
+		body = h_chb_end(&c);
+
+		h_http(&p, &r, "POST", h_lp(&l, "/changes"), b.token, body);
+		free(body);
 		cr_assert_eq(p.status, 200, "%s", p.body);
 		cr_assert_eq(h_jint(p.json, "head"), 11);
 		cr_assert_str_eq(h_jstr(p.json, "head_hlc"), mine);
