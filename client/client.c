@@ -296,7 +296,8 @@ int sr_client_schema_get(sr_client *c, char **out)
 static int local_write(sr_client *c, const char *model, const char *record_id, const json_t *data)
 {
 	const struct sm_model *m = sm_find(&c->schema, model);
-	struct srec r = {0}, cur;
+	struct srec r = {0};
+	char owner[SR_UUID_LEN + 1], hlc[SR_HLC_LEN + 1];
 	int found, rc = 0;
 
 	if (!sr_model_name_valid(model))
@@ -305,14 +306,11 @@ static int local_write(sr_client *c, const char *model, const char *record_id, c
 		return cerr(c, SR_EUNKNOWNMODEL, "model \"%s\" is not in the library schema", model);
 	if (!record_id || !sr_uuid_valid(record_id, strlen(record_id)))
 		return cerr(c, SR_EINVAL, "record id \"%s\" is not a canonical UUID", record_id ? record_id : "");
-	found = store_record_get(c->st, model, record_id, &cur);
+	found = store_record_head(c->st, model, record_id, owner, hlc);
 	if (found < 0)
 		return cerr(c, SR_ESTORE, "could not read the store: %s", store_errmsg(c->st));
-	if (found && m->device_owned && strcmp(cur.owner, c->device))
-		rc = cerr(c, SR_EINVAL, "%s record %s belongs to device %s", model, record_id, cur.owner);
-	srec_clear(&cur);
-	if (rc)
-		return rc;
+	if (found && m->device_owned && strcmp(owner, c->device))
+		return cerr(c, SR_EINVAL, "%s record %s belongs to device %s", model, record_id, owner);
 	if (data && !json_is_object(data))
 		return cerr(c, SR_EINVAL, "record data must be a JSON object");
 	snprintf(r.model, sizeof r.model, "%s", model);

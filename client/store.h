@@ -38,6 +38,9 @@ int store_meta_set_int(struct store *s, const char *key, int64_t v);
 
 /* 1 found, 0 absent, <0 error. out->data is the caller's (srec_clear). */
 int store_record_get(struct store *s, const char *model, const char *record_id, struct srec *out);
+/* The owner and HLC of (model, record_id) without its data: 1 found, 0 absent, <0 error. */
+int store_record_head(struct store *s, const char *model, const char *record_id, char owner[SR_UUID_LEN + 1],
+		      char hlc[SR_HLC_LEN + 1]);
 int store_record_put(struct store *s, const struct srec *r);
 int store_record_remove(struct store *s, const char *model, const char *record_id);
 void srec_clear(struct srec *r);

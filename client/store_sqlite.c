@@ -7,8 +7,8 @@
 #include <string.h>
 
 enum {
-	Q_META_GET, Q_META_SET, Q_REC_GET, Q_REC_PUT, Q_REC_DEL, Q_OUT_ADD, Q_OUT_PEEK, Q_OUT_DEL,
-	Q_OUT_COUNT, Q_OUT_REJECT, Q_OUT_REJECT_DEL, Q_REJ_COUNT, Q_REJ_RETRY, Q_REJ_DROP, Q_REJ_FORGET, Q_REJ_HAS, Q_OUT_HAS, Q_PEND_CLEAR, Q_PEND_ADD, Q_PEND_FIND, Q_PEND_DEL, Q_LIVE, Q_COUNT
+	Q_META_GET, Q_META_SET, Q_REC_GET, Q_REC_HEAD, Q_REC_PUT, Q_REC_DEL, Q_OUT_ADD, Q_OUT_PEEK, Q_OUT_DEL,
+	Q_OUT_COUNT, Q_OUT_REJECT, Q_OUT_REJECT_DEL, Q_REJ_COUNT, Q_REJ_RETRY, Q_REJ_DROP, Q_REJ_FORGET_PEND, Q_REJ_FORGET, Q_REJ_HAS, Q_OUT_HAS, Q_PEND_CLEAR, Q_PEND_ADD, Q_PEND_FIND, Q_PEND_DEL, Q_LIVE, Q_COUNT
 };
 
 static const char *const sqls[Q_COUNT] = {
@@ -16,6 +16,7 @@ static const char *const sqls[Q_COUNT] = {
 	[Q_META_SET] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
 		       " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 	[Q_REC_GET] = "SELECT owner, hlc, deleted, data FROM records WHERE model = ?1 AND record_id = ?2",
+	[Q_REC_HEAD] = "SELECT owner, hlc FROM records WHERE model = ?1 AND record_id = ?2",
 	[Q_REC_PUT] = "INSERT INTO records (model, record_id, owner, hlc, deleted, data)"
 		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (model, record_id) DO UPDATE"
 		      " SET owner = excluded.owner, hlc = excluded.hlc, deleted = excluded.deleted,"
@@ -34,6 +35,9 @@ static const char *const sqls[Q_COUNT] = {
 			" SELECT hlc, model, record_id, op, data FROM rejected WHERE ?1 = 0 OR id = ?1 ORDER BY id",
 	[Q_REJ_DROP] = "DELETE FROM rejected WHERE ?1 = 0 OR id = ?1",
 	/* a replica row still showing a dropped change gives way: repair brings the relay's back */
+	[Q_REJ_FORGET_PEND] = "DELETE FROM pending_refs WHERE (model, record_id) IN"
+			      " (SELECT r.model, r.record_id FROM rejected j JOIN records r ON r.model = j.model"
+			      " AND r.record_id = j.record_id AND r.hlc = j.hlc WHERE ?1 = 0 OR j.id = ?1)",
 	[Q_REJ_FORGET] = "DELETE FROM records WHERE (model, record_id, hlc) IN"
 			 " (SELECT model, record_id, hlc FROM rejected WHERE ?1 = 0 OR id = ?1)",
 	[Q_REJ_HAS] = "SELECT 1 FROM rejected WHERE model = ?1 AND hlc = ?2 LIMIT 1",
@@ -243,6 +247,22 @@ int store_record_get(struct store *s, const char *model, const char *record_id, 
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : -1;
 }
 
+int store_record_head(struct store *s, const char *model, const char *record_id, char owner[SR_UUID_LEN + 1],
+		      char hlc[SR_HLC_LEN + 1])
+{
+	const char *p[2] = {model, record_id};
+	sqlite3_stmt *st = bind(s, Q_REC_HEAD, 2, p);
+	int rc = sqlite3_step(st), found = rc == SQLITE_ROW;
+	const unsigned char *t;
+
+	if (found) {
+		snprintf(owner, SR_UUID_LEN + 1, "%s", (t = sqlite3_column_text(st, 0)) ? (const char *)t : "");
+		snprintf(hlc, SR_HLC_LEN + 1, "%s", (t = sqlite3_column_text(st, 1)) ? (const char *)t : "");
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? found : -1;
+}
+
 int store_record_put(struct store *s, const struct srec *r)
 {
 	const char *p[6] = {r->model, r->record_id, r->owner, r->hlc, r->deleted ? "1" : "0", r->data};
@@ -404,7 +424,10 @@ int store_rejected_drop(struct store *s, int64_t id, int *n)
 {
 	int forgot;
 
-	return rejected_run(s, Q_REJ_FORGET, id, &forgot) || rejected_run(s, Q_REJ_DROP, id, n) ? -1 : 0;
+	return rejected_run(s, Q_REJ_FORGET_PEND, id, &forgot) || rejected_run(s, Q_REJ_FORGET, id, &forgot) ||
+			       rejected_run(s, Q_REJ_DROP, id, n)
+		       ? -1
+		       : 0;
 }
 
 int store_outbox_has(struct store *s, const char *model, const char *record_id)
@@ -448,16 +471,19 @@ int store_pending_resolve(struct store *s, const char *target_model, const char 
 {
 	const char *p[2] = {target_model, target_id};
 	sqlite3_stmt *st = bind(s, Q_PEND_FIND, 2, p);
-	int rc;
+	int rc, n = 0;
 
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		n++;
 		if (fn)
 			fn(arg, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
 			   (const char *)sqlite3_column_text(st, 2), target_id);
+	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
 		return -1;
-	return run(bind(s, Q_PEND_DEL, 2, p));
+	/* most arrivals resolve nothing: no delete for them */
+	return n ? run(bind(s, Q_PEND_DEL, 2, p)) : 0;
 }
 
 int store_live(struct store *s, const char *model, const char *record_id)

@@ -20,17 +20,15 @@ static void on_resolved(void *arg, const char *model, const char *record_id, con
 int client_apply(sr_client *c, const struct srec *r, int force)
 {
 	const struct sm_model *m;
-	struct srec cur;
-	int found = store_record_get(c->st, r->model, r->record_id, &cur), k;
+	char owner[SR_UUID_LEN + 1], hlc[SR_HLC_LEN + 1];
+	int found = store_record_head(c->st, r->model, r->record_id, owner, hlc), k;
 
 	if (found < 0)
 		return -1;
-	if (found && !force && strcmp(r->hlc, cur.hlc) <= 0) {
-		srec_clear(&cur);
+	if (found && !force && strcmp(r->hlc, hlc) <= 0)
 		return 0; /* last writer wins: what we hold is as new or newer */
-	}
-	srec_clear(&cur);
-	if (store_record_put(c->st, r) || store_pending_clear(c->st, r->model, r->record_id))
+	/* a record new to the replica has no pending links of its own to replace */
+	if (store_record_put(c->st, r) || (found && store_pending_clear(c->st, r->model, r->record_id)))
 		return -1;
 	m = sm_find(&c->schema, r->model);
 	if (m && !r->deleted && m->nrefs && r->data) {
