@@ -65,6 +65,13 @@ static void list_add(char *buf, size_t n, const char *name)
 	snprintf(buf + len, n - len, "%s%s", len ? ", " : "", name);
 }
 
+/* Citus explains each step in NOTICEs (copying data, hints); the summary says what was done. */
+static void notice(void *arg, const char *message)
+{
+	(void)arg;
+	log_debug("database notice: %s", message);
+}
+
 int distribute_run(const char *conninfo)
 {
 	char distributed[1024] = "", already[1024] = "", reference[256] = "", col[64];
@@ -97,6 +104,7 @@ int distribute_run(const char *conninfo)
 	}
 	if (!(c = db_connect(conninfo)))
 		goto cleanup;
+	PQsetNoticeProcessor(c, notice, NULL);
 	if (!(res = run(c, "SELECT count(*) FROM citus_get_active_worker_nodes()", 0, NULL,
 			"list the Citus workers")))
 		goto cleanup;
