@@ -38,9 +38,18 @@ install_build_deps() {
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	[ "$(id -u)" -eq 0 ] || die "missing packages to build Citus: ${missing[*]} (run as root, or install them)"
-	say "installing ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
+	# the headers of the server that runs: a newer postgresql-server-dev-15 upgrades
+	# postgresql-15 under clusters already running, whose binary no longer matches its modules
+	local ver i
+	ver=$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)
+	if [ -n "$ver" ] && apt-cache show "postgresql-server-dev-15=$ver" >/dev/null 2>&1; then
+		for i in "${!missing[@]}"; do
+			[ "${missing[$i]}" = postgresql-server-dev-15 ] && missing[$i]="postgresql-server-dev-15=$ver"
+		done
+	fi
+	say "installing ${missing[*]}"
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
