@@ -126,16 +126,21 @@ stop_nodes() {
 	[ -n "$WORK" ] && rm -rf "$WORK"
 }
 
-# Push rate of the relay on plain PostgreSQL (conninfo $2) and on Citus, in the same run.
+# Push rate of the relay on plain PostgreSQL (conninfo $2) and on Citus, in the same run, for
+# large batches and for small ones (where the per-transaction cost of two-phase commit shows).
 bench() {
-	local build=$1 plain_pg=$2 plain citus re='s/^push .*  \([0-9]*\) changes\/s.*/\1/p'
+	local build=$1 plain_pg=$2 plain citus size re='s/^push .*  \([0-9]*\) changes\/s.*/\1/p'
 	[ -x "$build/tests/bench_push" ] || { say "no $build/tests/bench_push: no push-rate comparison"; return 0; }
-	plain=$(env -u SYNCRELAY_TEST_CITUS SYNCRELAY_TEST_PG="$plain_pg" "$build/tests/bench_push" 20000 1000 | sed -n "$re")
-	citus=$("$build/tests/bench_push" 20000 1000 | sed -n "$re")
-	[ -n "$plain" ] && [ -n "$citus" ] || { say "the push benchmark printed no rate"; return 1; }
-	say "push rate, 20000 changes in batches of 1000: plain PostgreSQL $plain changes/s," \
-		"Citus (coordinator + 2 workers, same machine) $citus changes/s," \
-		"ratio $(awk -v a="$citus" -v b="$plain" 'BEGIN { printf "%.2f", a / b }')"
+	for size in "20000 1000" "4000 100"; do
+		# shellcheck disable=SC2086 # two arguments
+		plain=$(env -u SYNCRELAY_TEST_CITUS SYNCRELAY_TEST_PG="$plain_pg" "$build/tests/bench_push" $size | sed -n "$re")
+		# shellcheck disable=SC2086
+		citus=$("$build/tests/bench_push" $size | sed -n "$re")
+		[ -n "$plain" ] && [ -n "$citus" ] || { say "the push benchmark printed no rate"; return 1; }
+		say "push rate, ${size% *} changes in batches of ${size#* }: plain PostgreSQL $plain changes/s," \
+			"Citus (coordinator + 2 workers on the same machine) $citus changes/s," \
+			"ratio $(awk -v a="$citus" -v b="$plain" 'BEGIN { printf "%.2f", a / b }')"
+	done
 }
 
 case "$MODE" in
