@@ -106,10 +106,11 @@ start_node() {
 		{ cat "$dir/initdb.log" >&2; die "initdb of the $name failed"; }
 	for tries in 1 2 3 4 5; do
 		NODE_PORT=$(free_port)
-		# the suite checks the relay, not the disk: no fsyncs; prepared transactions for 2PC
+		# the suite checks the relay, not the disk: no fsyncs; prepared transactions for 2PC; a
+		# maintenance worker for each of the suite's databases
 		if as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 120 start -o "-c listen_addresses=127.0.0.1 \
 -p $NODE_PORT -c unix_socket_directories=$dir/sock -c shared_preload_libraries=citus -c max_connections=300 \
--c max_prepared_transactions=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+-c max_prepared_transactions=200 -c max_worker_processes=128 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
 -c citus.max_client_connections=250" >/dev/null; then
 			NODES+=("$dir/data")
 			return 0

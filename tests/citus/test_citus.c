@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -260,4 +261,74 @@ Test(citus, a_relay_on_a_worker_refuses_to_start, .timeout = 120)
 	cr_assert_neq(syncrelayd(worker, "--distribute", out, sizeof out), 0, "--distribute ran on a worker: %s",
 		      out);
 	cr_assert(strstr(out, "Citus worker node"), "no word of the worker node: %s", out);
+}
+
+Test(citus, a_library_with_data_is_distributed_and_served_as_before, .timeout = 180)
+{
+	struct relay r;
+	struct lib l;
+	struct dev d;
+	struct resp p;
+	char db[512], name[64], out[4096], *digest, *where, ci[256], sql[256], *count;
+	const char *base = getenv("SYNCRELAY_TEST_PG"), *pp[1];
+	PGconn *c;
+	PGresult *res;
+
+	require_citus();
+	/* a Citus database whose tables are still local: the relay ran on it before distribution */
+	snprintf(name, sizeof name, "t_pre_%d_%u", (int)getpid(), (unsigned)(h_now_ms() % 100000));
+	c = pg(base);
+	snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+	res = PQexec(c, sql);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	PQfinish(c);
+	snprintf(db, sizeof db, "%s dbname=%s", base, name);
+	h_citus_prepare(db, name, 0);
+	h_relay_start(&r, db, NULL);
+	h_fixture(&r, &l, &d, NULL);
+	h_push_ok(&r, &l, &d, h_batch(&d, h_now_ms() - 2000, 0, 50), 50, 0);
+	h_http(&p, &r, "GET", h_lp(&l, "/digest"), d.token, NULL);
+	h_expect_json(&p, 200);
+	digest = json_dumps(json_object_get(p.json, "scopes"), JSON_COMPACT | JSON_SORT_KEYS);
+	h_resp_free(&p);
+	cr_assert_eq(h_relay_stop(&r), 0);
+
+	cr_assert_eq(syncrelayd(db, "--distribute", out, sizeof out), 0, "--distribute: %s", out);
+	cr_assert(strstr(out, "distributed by library_id: libraries, bucket_digests, changes, devices, records,"
+			      " scope_digests; reference tables: tokens, schema_migrations"),
+		  "summary: %s", out);
+
+	/* the rows moved to the library's worker, and the relay serves them as before */
+	c = pg(db);
+	where = placement(c, "changes", l.id);
+	*strchr(where, ':') = '\0';
+	snprintf(ci, sizeof ci, "host=127.0.0.1 port=%s user=postgres dbname=%s", where, name);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM changes_%s WHERE library_id = $1", where + strlen(where) + 1);
+	PQfinish(c);
+	c = pg(ci);
+	pp[0] = l.id;
+	count = pg_value(c, sql, 1, pp);
+	cr_assert_str_eq(count, "50", "changes in the shard on port %s", where);
+	free(count);
+	free(where);
+	PQfinish(c);
+	h_relay_start(&r, db, NULL);
+	h_http(&p, &r, "GET", h_lp(&l, "/digest"), d.token, NULL);
+	h_expect_json(&p, 200);
+	{
+		char *after = json_dumps(json_object_get(p.json, "scopes"), JSON_COMPACT | JSON_SORT_KEYS);
+
+		cr_assert_str_eq(after, digest, "the digest changed with distribution");
+		free(after);
+	}
+	h_resp_free(&p);
+	free(digest);
+	h_http(&p, &r, "GET", h_lp(&l, "/changes?since=0&limit=1000&include_own=1"), d.token, NULL);
+	h_expect_json(&p, 200);
+	cr_assert_eq(json_array_size(json_object_get(p.json, "changes")), 50);
+	h_resp_free(&p);
+	h_push_ok(&r, &l, &d, h_batch(&d, h_now_ms() - 1000, 50, 5), 5, 0);
+	cr_assert_eq(h_lib_head(&r, &l), 55);
+	cr_assert_eq(h_relay_stop(&r), 0);
 }

@@ -2,7 +2,8 @@
  * The harness on Citus (tests/citus.sh sets SYNCRELAY_TEST_CITUS to the workers' ports):
  * every fresh test database becomes a distributed database, as an operator would make it.
  * The same database is created on each worker, the citus extension in all three, the
- * workers are added on the coordinator, and `syncrelayd --distribute` spreads the tables.
+ * workers are added on the coordinator, and `syncrelayd --distribute` spreads the tables
+ * (unless the test distributes them itself).
  * Request paths must then touch one shard group: the database is set to fail any statement
  * that Citus runs as several tasks (citus.multi_task_query_log_level = error).
  */
@@ -29,7 +30,7 @@ static void run_sql(const char *conninfo, const char *sql)
 	PQfinish(c);
 }
 
-void h_citus_prepare(const char *conninfo, const char *name)
+void h_citus_prepare(const char *conninfo, const char *name, int distribute)
 {
 	const char *ports = getenv("SYNCRELAY_TEST_CITUS");
 	char ci[512], sql[256], cmd[1024], list[128], *save = NULL, *port;
@@ -52,6 +53,8 @@ void h_citus_prepare(const char *conninfo, const char *name)
 	/* few shards: the tests create hundreds of databases; two workers still get several each */
 	snprintf(sql, sizeof sql, "ALTER DATABASE %s SET citus.shard_count = 4", name);
 	run_sql(conninfo, sql);
+	if (!distribute)
+		return;
 	snprintf(cmd, sizeof cmd, "'%s' --distribute --log-level 1 --database-url '%s' >/dev/null", SYNCRELAYD_PATH,
 		 conninfo);
 	st = system(cmd);
