@@ -29,7 +29,7 @@ Test(commit, a_refused_commit_is_named_and_logged, .timeout = 120)
 	struct lib l;
 	struct dev d;
 	struct resp p;
-	char *log = NULL, line[1024];
+	char *log = NULL, *body, line[1024];
 	FILE *f;
 	const char *citus = getenv("SYNCRELAY_TEST_CITUS");
 
@@ -43,7 +43,9 @@ Test(commit, a_refused_commit_is_named_and_logged, .timeout = 120)
 	sql_ok(r.db, "INSERT INTO t_heads VALUES (0)");
 	sql_ok(r.db, "ALTER TABLE libraries ADD CONSTRAINT t_refuse FOREIGN KEY (head) REFERENCES t_heads (head)"
 		     " DEFERRABLE INITIALLY DEFERRED");
-	h_http(&p, &r, "POST", h_lp(&l, "/changes"), d.token, h_batch(&d, h_now_ms() - 1000, 0, 3));
+	body = h_batch(&d, h_now_ms() - 1000, 0, 3);
+	h_http(&p, &r, "POST", h_lp(&l, "/changes"), d.token, body);
+	free(body);
 	h_expect_problem(&p, 500, "internal");
 	cr_assert(strstr(h_jstr(p.json, "detail"), "could not commit") &&
 			  strstr(h_jstr(p.json, "detail"), "SQLSTATE 23503"),
