@@ -78,6 +78,8 @@ void config_usage(const char *prog)
 		printf("  %-20s %-26s %s%s%s%s\n", params[i].flag, params[i].env, params[i].help,
 		       params[i].def ? " (default " : "", params[i].def ? params[i].def : "",
 		       params[i].def ? ")" : "");
+	printf("  %-47s %s\n", "--distribute",
+	       "apply migrations, distribute the tables over the Citus cluster, exit");
 }
 
 int config_load(int argc, char **argv)
@@ -100,6 +102,10 @@ int config_load(int argc, char **argv)
 		if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
 			config_usage(argv[0]);
 			return 1;
+		}
+		if (!strcmp(arg, "--distribute")) {
+			cfg.distribute = 1;
+			continue;
 		}
 		for (i = 0; i < NPARAMS; i++) {
 			n = strlen(params[i].flag);

@@ -16,6 +16,7 @@ struct config {
 	int64_t max_wait_s;
 	int64_t shutdown_grace_s;
 	int64_t log_level;
+	int distribute;      /* --distribute: spread the database over Citus, then exit */
 };
 
 extern struct config cfg;

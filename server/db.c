@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -44,9 +45,13 @@ static const struct {
 		" d.acked_seq, greatest(l.head - d.acked_seq, 0), d.revoked_at IS NOT NULL"
 		" FROM devices d JOIN libraries l ON l.library_id = d.library_id"
 		" WHERE d.library_id = $1 ORDER BY d.enrolled_at, d.device_id"},
+	/* no coalesce(revoked_at, now()): Citus refuses non-immutable functions in COALESCE; a
+	 * second revoke keeps the first time, and ST_DEVICE_GET tells it from an unknown device */
 	[ST_DEVICE_REVOKE] = {"device_revoke", 2,
-		"UPDATE devices SET revoked_at = coalesce(revoked_at, now())"
-		" WHERE library_id = $1 AND device_id = $2 RETURNING device_id"},
+		"UPDATE devices SET revoked_at = now()"
+		" WHERE library_id = $1 AND device_id = $2 AND revoked_at IS NULL RETURNING device_id"},
+	[ST_DEVICE_GET] = {"device_get", 2,
+		"SELECT revoked_at IS NOT NULL FROM devices WHERE library_id = $1 AND device_id = $2"},
 	[ST_TOKEN_REVOKE_DEVICE] = {"token_revoke_device", 2,
 		"UPDATE tokens SET revoked = true WHERE library_id = $1 AND device_id = $2"
 		" AND kind = 'device'"},
@@ -86,9 +91,12 @@ static const struct {
 		" AS t(m, o, b, c, h)"
 		" ON CONFLICT (library_id, model, owner, bucket) DO UPDATE"
 		" SET count = s.count + EXCLUDED.count, hash = s.hash # EXCLUDED.hash"},
+	/* head, then the notification in a statement that touches no table: on Citus a statement
+	 * on a distributed table runs on the worker holding its shard, where NOTIFY would reach no
+	 * relay and would make the worker's PREPARE TRANSACTION fail */
 	[ST_PUSH_HEAD] = {"push_head", 2,
-		"WITH u AS (UPDATE libraries SET head = $2 WHERE library_id = $1 RETURNING library_id)"
-		" SELECT pg_notify('syncrelay', u.library_id::text) FROM u"},
+		"UPDATE libraries SET head = $2 WHERE library_id = $1"},
+	[ST_PUSH_NOTIFY] = {"push_notify", 1, "SELECT pg_notify('syncrelay', $1)"},
 	[ST_PULL] = {"pull", 4,
 		/* from the cursor's own seq: its row proves the history the device saw is still here */
 		"SELECT seq, hlc, device_id::text, model, record_id, op, data FROM changes"
@@ -286,11 +294,23 @@ int db_ok(const PGresult *res)
 	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
 
+/* SQLSTATE of the last BEGIN or COMMIT that failed on this thread ("" after one that worked),
+ * so that db_problem can name a failed commit without its result */
+static __thread char last_state[6];
+
 static int simple(PGconn *c, const char *sql)
 {
 	PGresult *res = PQexec(c, sql);
 	int ok = db_ok(res);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
+	if (ok) {
+		last_state[0] = '\0';
+	} else {
+		snprintf(last_state, sizeof last_state, "%s", state ? state : "");
+		log_error("database error in %s (SQLSTATE %s): %s", sql, state ? state : "?",
+			  res ? PQresultErrorMessage(res) : PQerrorMessage(c));
+	}
 	PQclear(res);
 	return ok ? 0 : -1;
 }
@@ -319,16 +339,31 @@ void db_problem(struct reply *out, PGconn *c, const PGresult *res)
 {
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
-	if (!c || !res || PQstatus(c) != CONNECTION_OK) {
+	if (!res && c && PQstatus(c) == CONNECTION_OK && last_state[0])
+		state = last_state; /* a BEGIN or COMMIT that failed, already logged by simple() */
+	if (!c) {
 		reply_problem(out, 503, "unavailable",
 			      "no database connection could be had (all busy, or the database unreachable); retry later");
 		return;
 	}
+	if (PQstatus(c) != CONNECTION_OK || (!res && !state)) {
+		log_warn("database connection lost: %s", PQerrorMessage(c));
+		reply_problem(out, 503, "unavailable",
+			      "the database connection was lost during the request; retry later");
+		return;
+	}
 	if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strncmp(state, "57", 2) ||
 		      !strncmp(state, "08", 2) || !strcmp(state, "53300"))) {
+		if (res)
+			log_warn("database error (SQLSTATE %s): %s", state, PQresultErrorMessage(res));
 		reply_problem(out, 503, "unavailable",
 			      "the database could not complete the request (SQLSTATE %s); retry later",
 			      state);
+		return;
+	}
+	if (!res) {
+		reply_problem(out, 500, "internal",
+			      "the database could not commit the transaction (SQLSTATE %s)", state);
 		return;
 	}
 	log_error("database error (SQLSTATE %s): %s", state ? state : "?",

@@ -129,6 +129,12 @@ int h_device_revoke(struct req *r, struct reply *out)
 	if (!(res = db_step(c, ST_DEVICE_REVOKE, p, out)))
 		goto cleanup;
 	if (PQntuples(res) != 1) {
+		/* already revoked (its time stays), or not enrolled */
+		PQclear(res);
+		if (!(res = db_step(c, ST_DEVICE_GET, p, out)))
+			goto cleanup;
+	}
+	if (PQntuples(res) != 1) {
 		reply_problem(out, 404, "device-not-found", "device %s is not enrolled in library %s",
 			      r->dev, r->lib);
 		goto cleanup;

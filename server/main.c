@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "distribute.h"
 #include "http.h"
 #include "log.h"
 #include "migrate.h"
@@ -23,6 +24,8 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc > 0 ? 0 : 2;
 	log_level = (int)cfg.log_level;
+	if (cfg.distribute)
+		return distribute_run(cfg.database_url);
 
 	/* the signals are taken by sigwait below; threads started from here inherit the mask */
 	sigemptyset(&sigs);

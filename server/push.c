@@ -648,6 +648,10 @@ void push_run(const char *lib, const char *dev, const json_t *body, struct reply
 			const char *p[2] = {lib, h};
 			snprintf(h, sizeof h, "%lld", head);
 			res = db_exec(c, ST_PUSH_HEAD, p);
+			if (db_ok(res)) {
+				PQclear(res);
+				res = db_exec(c, ST_PUSH_NOTIFY, p);
+			}
 		}
 		if (!db_ok(res)) {
 			db_problem(out, c, res);

@@ -2,8 +2,9 @@
 # Development environment for syncrelay, from a clean clone on Debian 12.
 #   tests/devenv.sh run    install what is missing, build, start a private PostgreSQL cluster
 #                          (unless DATABASE_URL is set) and run syncrelayd in the foreground
-#   tests/devenv.sh test   the same set-up, then the whole suite: once as a -Werror build,
-#                          once more under AddressSanitizer + UBSan
+#   tests/devenv.sh test   the same set-up, then the whole suite: once as a -Werror build
+#                          (with the Citus suite, tests/citus.sh), once more under
+#                          AddressSanitizer + UBSan
 # The private cluster runs as an unprivileged user, on a free port and a private socket
 # directory, and is stopped when the command ends.
 set -euo pipefail
@@ -115,11 +116,13 @@ test)
 	start=$(date +%s)
 	say "build with -Wall -Wextra -Werror"
 	build "$ROOT/build-ci" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSYNCRELAY_WERROR=ON
-	(cd "$ROOT/build-ci" && ctest --output-on-failure -j 2)
+	(cd "$ROOT/build-ci" && ctest --output-on-failure -j 2 -LE citus)
+	say "Citus suite (builds Citus when it is missing; skipped without it and without ../shared/vendor)"
+	bash "$ROOT/tests/citus.sh" test "$ROOT/build-ci"
 	say "build with AddressSanitizer + UBSan"
 	build "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DSYNCRELAY_WERROR=ON -DSYNCRELAY_SANITIZE=ON
 	(cd "$ROOT/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2)
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -LE citus)
 	say "whole suite passed twice in $(( $(date +%s) - start )) s"
 	;;
 *)

@@ -54,6 +54,8 @@ void h_db_create(char *out, size_t n)
 	PQclear(res);
 	PQfinish(c);
 	snprintf(out, n, "%s dbname=%s", base, name);
+	if (getenv("SYNCRELAY_TEST_CITUS") && *getenv("SYNCRELAY_TEST_CITUS"))
+		h_citus_prepare(out, name, 1);
 }
 
 void h_relay_spawn(struct relay *r, const char *db, const char *const *env, int *fd)

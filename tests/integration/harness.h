@@ -47,8 +47,11 @@ struct resp {
 	char err[768];  /* h_xhttp: the transport failure, or "" */
 };
 
-/* A fresh, empty database; its conninfo in out. */
+/* A fresh, empty database; its conninfo in out. Under tests/citus.sh, a distributed one. */
 void h_db_create(char *out, size_t n);
+/* Makes the fresh database name (conninfo on the coordinator) a Citus one, with its tables
+ * distributed by syncrelayd --distribute when distribute (citus_db.c). */
+void h_citus_prepare(const char *conninfo, const char *name, int distribute);
 /* Starts syncrelayd on db (NULL: a fresh database) with extra "NAME=value" env entries
  * (NULL-terminated, may be NULL); waits for its "listening" line. */
 void h_relay_start(struct relay *r, const char *db, const char *const *env);
