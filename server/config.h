@@ -16,6 +16,8 @@ struct config {
 	int64_t max_wait_s;
 	int64_t shutdown_grace_s;
 	int64_t log_level;
+	int64_t retention_s;        /* compaction: 0 keeps every change */
+	int64_t compact_interval_s; /* seconds between background passes */
 };
 
 extern struct config cfg;
