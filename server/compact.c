@@ -21,6 +21,8 @@ static struct {
 	uint64_t removed, purged, passes, skipped;
 	int64_t lag;          /* largest head - horizon over the libraries of the last pass */
 	uint64_t last_pass_us; /* duration of the last completed pass */
+	/* the longest mark and delete statements: the most a push can have waited on compaction */
+	uint64_t mark_max_us, delete_max_us;
 } cs = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int stopping(void)
@@ -31,6 +33,22 @@ static int stopping(void)
 static int is_true(const PGresult *res, int row, int col)
 {
 	return PQgetvalue(res, row, col)[0] == 't';
+}
+
+static double mono(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void note_max(uint64_t *slot, double seconds)
+{
+	uint64_t v = (uint64_t)(seconds * 1e6), cur = __atomic_load_n(slot, __ATOMIC_RELAXED);
+
+	while (v > cur && !__atomic_compare_exchange_n(slot, &cur, v, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
 }
 
 /* The lowest HLC above h (counter + 1, nil device): purged_before for a tombstone at h. */
@@ -61,6 +79,7 @@ static int compact_window(PGconn *c, const char *lib, const char *cutoff, int dr
 	PGresult *scan = NULL, *r = NULL;
 	long long upto = 0, ncand = 0, ntomb = 0;
 	int i, n, young = 0, rc = -1;
+	double t0;
 
 	snprintf(s_after, sizeof s_after, "%lld", *after);
 	snprintf(s_limit, sizeof s_limit, "%d", COMPACT_WINDOW);
@@ -102,17 +121,21 @@ static int compact_window(PGconn *c, const char *lib, const char *cutoff, int dr
 		goto cleanup;
 	}
 	snprintf(s_upto, sizeof s_upto, "%lld", upto);
+	t0 = mono();
 	{
 		const char *p[4] = {lib, s_upto, upto_hlc, top_tomb[0] ? purge : NULL};
 		if (!(r = db_step(c, ST_COMPACT_MARK, p, out)))
 			goto cleanup;
 	}
+	note_max(&cs.mark_max_us, mono() - t0);
 	PQclear(r);
+	t0 = mono();
 	{
 		const char *p[4] = {lib, s_after, s_upto, cutoff};
 		if (!(r = db_step(c, ST_COMPACT_DELETE, p, out)))
 			goto cleanup;
 	}
+	note_max(&cs.delete_max_us, mono() - t0);
 	res->changes_removed += atoll(PQgetvalue(r, 0, 0));
 	res->tombstones_purged += atoll(PQgetvalue(r, 0, 1));
 	__atomic_add_fetch(&cs.removed, (uint64_t)atoll(PQgetvalue(r, 0, 0)), __ATOMIC_RELAXED);
@@ -182,14 +205,6 @@ cleanup:
 }
 
 /* ---- the background pass ---- */
-
-static double mono(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 /* One pass over every library, when this relay gets the pass lock. */
 static void compact_pass(PGconn *c)
@@ -315,11 +330,17 @@ void compact_metrics(sr_buf *b)
 		      " over the libraries of the last pass.\n"
 		      "# TYPE syncrelay_compaction_horizon_lag gauge\nsyncrelay_compaction_horizon_lag %lld\n"
 		      "# HELP syncrelay_compaction_last_pass_seconds Duration of the last background pass.\n"
-		      "# TYPE syncrelay_compaction_last_pass_seconds gauge\nsyncrelay_compaction_last_pass_seconds %.6f\n",
+		      "# TYPE syncrelay_compaction_last_pass_seconds gauge\nsyncrelay_compaction_last_pass_seconds %.6f\n"
+		      "# HELP syncrelay_compaction_mark_seconds_max Longest horizon update, its wait for a push in flight included.\n"
+		      "# TYPE syncrelay_compaction_mark_seconds_max gauge\nsyncrelay_compaction_mark_seconds_max %.6f\n"
+		      "# HELP syncrelay_compaction_delete_seconds_max Longest window removal (it holds the rows of the tombstones it purges).\n"
+		      "# TYPE syncrelay_compaction_delete_seconds_max gauge\nsyncrelay_compaction_delete_seconds_max %.6f\n",
 		      (unsigned long long)__atomic_load_n(&cs.removed, __ATOMIC_RELAXED),
 		      (unsigned long long)__atomic_load_n(&cs.purged, __ATOMIC_RELAXED),
 		      (unsigned long long)__atomic_load_n(&cs.passes, __ATOMIC_RELAXED),
 		      (unsigned long long)__atomic_load_n(&cs.skipped, __ATOMIC_RELAXED),
 		      (long long)__atomic_load_n(&cs.lag, __ATOMIC_RELAXED),
-		      (double)__atomic_load_n(&cs.last_pass_us, __ATOMIC_RELAXED) / 1e6);
+		      (double)__atomic_load_n(&cs.last_pass_us, __ATOMIC_RELAXED) / 1e6,
+		      (double)__atomic_load_n(&cs.mark_max_us, __ATOMIC_RELAXED) / 1e6,
+		      (double)__atomic_load_n(&cs.delete_max_us, __ATOMIC_RELAXED) / 1e6);
 }
