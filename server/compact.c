@@ -79,7 +79,7 @@ static int compact_window(PGconn *c, const char *lib, const char *cutoff, int dr
 	PGresult *scan = NULL, *r = NULL;
 	long long upto = 0, ncand = 0, ntomb = 0;
 	int i, n, young = 0, rc = -1;
-	double t0;
+	double t0, t1;
 
 	snprintf(s_after, sizeof s_after, "%lld", *after);
 	snprintf(s_limit, sizeof s_limit, "%d", COMPACT_WINDOW);
@@ -127,15 +127,18 @@ static int compact_window(PGconn *c, const char *lib, const char *cutoff, int dr
 		if (!(r = db_step(c, ST_COMPACT_MARK, p, out)))
 			goto cleanup;
 	}
-	note_max(&cs.mark_max_us, mono() - t0);
+	t1 = mono();
+	note_max(&cs.mark_max_us, t1 - t0);
 	PQclear(r);
-	t0 = mono();
 	{
 		const char *p[4] = {lib, s_after, s_upto, cutoff};
 		if (!(r = db_step(c, ST_COMPACT_DELETE, p, out)))
 			goto cleanup;
 	}
-	note_max(&cs.delete_max_us, mono() - t0);
+	note_max(&cs.delete_max_us, mono() - t1);
+	log_debug("library %s: compaction window (%s, %s]: removed %s changes, purged %s tombstones;"
+		  " mark %.3f ms, delete %.3f ms", lib, s_after, s_upto, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
+		  (t1 - t0) * 1e3, (mono() - t1) * 1e3);
 	res->changes_removed += atoll(PQgetvalue(r, 0, 0));
 	res->tombstones_purged += atoll(PQgetvalue(r, 0, 1));
 	__atomic_add_fetch(&cs.removed, (uint64_t)atoll(PQgetvalue(r, 0, 0)), __ATOMIC_RELAXED);
