@@ -44,8 +44,8 @@ static const struct param params[] = {
 	 "seconds SIGTERM waits for in-flight requests"},
 	{"--log-level", "SYNCRELAY_LOG_LEVEL", P_INT, OFF(log_level), "2", 0, 3,
 	 "0 error, 1 warn, 2 info, 3 debug"},
-	{"--retention", "SYNCRELAY_RETENTION", P_INT, OFF(retention_s), "2592000", 0, INT64_C(1) << 40,
-	 "seconds a change stays in the log after it is superseded, and a tombstone at all (0 keeps all)"},
+	{"--retention", "SYNCRELAY_RETENTION", P_INT, OFF(retention_s), "2592000", 0, CONFIG_RETENTION_MAX,
+	 "age (since accepted) at which a superseded change leaves the log and a tombstone the records; 0 keeps all"},
 	{"--compact-interval", "SYNCRELAY_COMPACT_INTERVAL", P_INT, OFF(compact_interval_s), "600", 1,
 	 604800, "seconds between background compaction passes"},
 };

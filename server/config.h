@@ -20,6 +20,9 @@ struct config {
 	int64_t compact_interval_s; /* seconds between background passes */
 };
 
+/* the longest retention (100 years: its cutoff stays within PostgreSQL's timestamps) */
+#define CONFIG_RETENTION_MAX INT64_C(3153600000)
+
 extern struct config cfg;
 
 /* Fills cfg from defaults, then the environment, then argv. Returns 0, or -1 after

@@ -23,10 +23,10 @@ static int compact_args(struct req *r, long long *retention, int *dry_run, struc
 	json_object_foreach(body, k, v) {
 		if (!strcmp(k, "retention")) {
 			if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-			    json_integer_value(v) > (INT64_C(1) << 40)) {
+			    json_integer_value(v) > CONFIG_RETENTION_MAX) {
 				reply_problem(out, 400, "bad-request",
-					      "\"retention\" must be an integer number of seconds from 0 to %lld",
-					      (long long)(INT64_C(1) << 40));
+					      "\"retention\" must be an integer number of seconds from 0 to %lld (100 years)",
+					      (long long)CONFIG_RETENTION_MAX);
 				goto cleanup;
 			}
 			*retention = json_integer_value(v);

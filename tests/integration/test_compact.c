@@ -382,6 +382,7 @@ Test(compact, bad_requests_change_nothing)
 	h_http_problem(&r, "POST", h_lp(&l, "/compact"), l.join, "{\"retention\":1}", 403, "forbidden");
 	h_http_problem(&r, "POST", h_lp(&l, "/compact"), H_ADMIN, "{\"retention\":-1}", 400, "bad-request");
 	h_http_problem(&r, "POST", h_lp(&l, "/compact"), H_ADMIN, "{\"retention\":\"1\"}", 400, "bad-request");
+	h_http_problem(&r, "POST", h_lp(&l, "/compact"), H_ADMIN, "{\"retention\":3153600001}", 400, "bad-request");
 	h_http_problem(&r, "POST", h_lp(&l, "/compact"), H_ADMIN, "{\"retention\":1.5}", 400, "bad-request");
 	h_http_problem(&r, "POST", h_lp(&l, "/compact"), H_ADMIN, "{\"retention\":1,\"dry_run\":1}", 400,
 		       "bad-request");
@@ -403,6 +404,9 @@ Test(compact, bad_requests_change_nothing)
 	j = compact(&r, &l, NULL);
 	cr_assert(h_jint(j, "changes_removed") == 0 && h_jint(j, "retention") == 2592000, "%s",
 		  json_dumps(j, JSON_COMPACT));
+	json_decref(j);
+	j = compact(&r, &l, "{\"retention\":3153600000}");
+	cr_assert_eq(h_jint(j, "changes_removed"), 0);
 	json_decref(j);
 	cr_assert_eq(log_size(db, &l), 60);
 
