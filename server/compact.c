@@ -69,24 +69,31 @@ static int hlc_above(char out[SR_HLC_LEN + 1], const char *h)
 	return 0;
 }
 
-/* One window after seq *after. Returns 1 when the log goes on past it with old changes,
- * 0 when the walk is over, -1 with out filled. */
-static int compact_window(PGconn *c, const char *lib, const char *cutoff, int dry_run, long long *after,
-			  struct compact_result *res, struct reply *out)
+/* What the scan of one batch found: the windows holding something to remove, the highest
+ * seq removed (and its HLC), the highest tombstone HLC purged. */
+struct batch {
+	long long after[COMPACT_BATCH], upto[COMPACT_BATCH];
+	int nwin;
+	long long top, ncand, ntomb;
+	char top_hlc[SR_HLC_LEN + 1], top_tomb[SR_HLC_LEN + 1];
+};
+
+/* Scans one window after seq *after into b. 1 when the log goes on past it with old
+ * changes, 0 when the walk is over, -1 with out filled. */
+static int scan_window(PGconn *c, const char *lib, const char *cutoff, long long *after, struct batch *b,
+		       struct reply *out)
 {
-	char s_after[24], s_limit[24], s_upto[24], upto_hlc[SR_HLC_LEN + 1] = "",
-	     top_tomb[SR_HLC_LEN + 1] = "", purge[SR_HLC_LEN + 1];
-	PGresult *scan = NULL, *r = NULL;
-	long long upto = 0, ncand = 0, ntomb = 0;
-	int i, n, young = 0, rc = -1;
-	double t0, t1;
+	char s_after[24], s_limit[24];
+	PGresult *scan;
+	long long upto = 0;
+	int i, n, young = 0;
 
 	snprintf(s_after, sizeof s_after, "%lld", *after);
 	snprintf(s_limit, sizeof s_limit, "%d", COMPACT_WINDOW);
 	{
 		const char *p[4] = {lib, s_after, cutoff, s_limit};
 		if (!(scan = db_step(c, ST_COMPACT_SCAN, p, out)))
-			goto cleanup;
+			return -1;
 	}
 	n = PQntuples(scan);
 	for (i = 0; i < n; i++) {
@@ -99,55 +106,111 @@ static int compact_window(PGconn *c, const char *lib, const char *cutoff, int dr
 		}
 		if (!sup && !tomb)
 			continue;
-		ncand++;
+		b->ncand++;
 		upto = atoll(PQgetvalue(scan, i, 0));
-		snprintf(upto_hlc, sizeof upto_hlc, "%s", hlc);
+		snprintf(b->top_hlc, sizeof b->top_hlc, "%s", hlc);
 		if (tomb) {
-			ntomb++;
-			if (strcmp(hlc, top_tomb) > 0)
-				snprintf(top_tomb, sizeof top_tomb, "%s", hlc);
+			b->ntomb++;
+			if (strcmp(hlc, b->top_tomb) > 0)
+				snprintf(b->top_tomb, sizeof b->top_tomb, "%s", hlc);
 		}
+	}
+	if (upto) {
+		b->after[b->nwin] = *after;
+		b->upto[b->nwin++] = upto;
+		b->top = upto;
 	}
 	if (n)
 		*after = atoll(PQgetvalue(scan, n - 1, 0));
-	if (dry_run || !ncand) {
-		res->changes_removed += dry_run ? ncand : 0;
-		res->tombstones_purged += dry_run ? ntomb : 0;
-		rc = n == COMPACT_WINDOW && !young;
-		goto cleanup;
+	PQclear(scan);
+	return n == COMPACT_WINDOW && !young;
+}
+
+/* Moves horizon and purged_before (b's top seq and tombstone). It never queues for the library
+ * row behind pushes (pushes would then queue behind it): while a push holds the row it tries
+ * again a millisecond later, and only after COMPACT_MARK_PATIENCE_S it waits its turn. */
+static int mark(PGconn *c, const char *lib, const struct batch *b, struct reply *out)
+{
+	char s_top[24], purge[SR_HLC_LEN + 1];
+	const char *p[4] = {lib, s_top, b->top_hlc, purge};
+	double t0 = mono(), t1;
+	PGresult *r;
+	int done = 0;
+
+	if (!b->top_tomb[0])
+		p[3] = NULL;
+	else if (hlc_above(purge, b->top_tomb)) {
+		reply_problem(out, 500, "internal", "the log holds an unreadable HLC \"%s\"", b->top_tomb);
+		return -1;
 	}
-	if (top_tomb[0] && hlc_above(purge, top_tomb)) {
-		reply_problem(out, 500, "internal", "the log holds an unreadable HLC \"%s\"", top_tomb);
-		goto cleanup;
-	}
-	snprintf(s_upto, sizeof s_upto, "%lld", upto);
-	t0 = mono();
-	{
-		const char *p[4] = {lib, s_upto, upto_hlc, top_tomb[0] ? purge : NULL};
-		if (!(r = db_step(c, ST_COMPACT_MARK, p, out)))
-			goto cleanup;
+	snprintf(s_top, sizeof s_top, "%lld", b->top);
+	while (!done) {
+		int patient = mono() - t0 < COMPACT_MARK_PATIENCE_S;
+
+		if (!(r = db_step(c, patient ? ST_COMPACT_MARK : ST_COMPACT_MARK_WAIT, p, out)))
+			return -1;
+		done = PQntuples(r) == 1;
+		PQclear(r);
+		if (!done) {
+			struct timespec ms = {0, 1000000};
+
+			if (!patient) {
+				reply_problem(out, 404, "library-not-found", "library %s does not exist", lib);
+				return -1;
+			}
+			nanosleep(&ms, NULL);
+		}
 	}
 	t1 = mono();
 	note_max(&cs.mark_max_us, t1 - t0);
-	PQclear(r);
-	{
-		const char *p[4] = {lib, s_after, s_upto, cutoff};
-		if (!(r = db_step(c, ST_COMPACT_DELETE, p, out)))
-			goto cleanup;
+	log_debug("library %s: compaction horizon %lld%s%s in %.3f ms", lib, b->top, p[3] ? ", purged_before " : "",
+		  p[3] ? p[3] : "", (t1 - t0) * 1e3);
+	return 0;
+}
+
+/* One batch: up to COMPACT_BATCH windows scanned, one mark, one removal per window. Returns 1
+ * when the walk goes on, 0 when it is over, -1 with out filled. */
+static int compact_batch(PGconn *c, const char *lib, const char *cutoff, int dry_run, long long *after,
+			 struct compact_result *res, struct reply *out)
+{
+	struct batch b;
+	int more = 1, w;
+
+	memset(&b, 0, sizeof b);
+	while (more > 0 && b.nwin < COMPACT_BATCH && !stopping())
+		more = scan_window(c, lib, cutoff, after, &b, out);
+	if (more < 0)
+		return -1;
+	if (dry_run || !b.nwin) {
+		res->changes_removed += dry_run ? b.ncand : 0;
+		res->tombstones_purged += dry_run ? b.ntomb : 0;
+		return more;
 	}
-	note_max(&cs.delete_max_us, mono() - t1);
-	log_debug("library %s: compaction window (%s, %s]: removed %s changes, purged %s tombstones;"
-		  " mark %.3f ms, delete %.3f ms", lib, s_after, s_upto, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
-		  (t1 - t0) * 1e3, (mono() - t1) * 1e3);
-	res->changes_removed += atoll(PQgetvalue(r, 0, 0));
-	res->tombstones_purged += atoll(PQgetvalue(r, 0, 1));
-	__atomic_add_fetch(&cs.removed, (uint64_t)atoll(PQgetvalue(r, 0, 0)), __ATOMIC_RELAXED);
-	__atomic_add_fetch(&cs.purged, (uint64_t)atoll(PQgetvalue(r, 0, 1)), __ATOMIC_RELAXED);
-	rc = n == COMPACT_WINDOW && !young;
-cleanup:
-	PQclear(scan);
-	PQclear(r);
-	return rc;
+	if (mark(c, lib, &b, out))
+		return -1;
+	for (w = 0; w < b.nwin; w++) {
+		char s_after[24], s_upto[24];
+		const char *p[4] = {lib, s_after, s_upto, cutoff};
+		double t0 = mono();
+		long long removed, purged;
+		PGresult *r;
+
+		snprintf(s_after, sizeof s_after, "%lld", b.after[w]);
+		snprintf(s_upto, sizeof s_upto, "%lld", b.upto[w]);
+		if (!(r = db_step(c, ST_COMPACT_DELETE, p, out)))
+			return -1;
+		removed = atoll(PQgetvalue(r, 0, 0));
+		purged = atoll(PQgetvalue(r, 0, 1));
+		PQclear(r);
+		note_max(&cs.delete_max_us, mono() - t0);
+		log_debug("library %s: compaction window (%s, %s]: removed %lld changes, purged %lld tombstones"
+			  " in %.3f ms", lib, s_after, s_upto, removed, purged, (mono() - t0) * 1e3);
+		res->changes_removed += removed;
+		res->tombstones_purged += purged;
+		__atomic_add_fetch(&cs.removed, (uint64_t)removed, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&cs.purged, (uint64_t)purged, __ATOMIC_RELAXED);
+	}
+	return more;
 }
 
 int compact_library(PGconn *c, const char *lib, long long retention_s, int dry_run,
@@ -183,7 +246,7 @@ int compact_library(PGconn *c, const char *lib, long long retention_s, int dry_r
 		PQclear(r);
 		r = NULL;
 		do
-			more = compact_window(c, lib, cutoff, dry_run, &after, res, out);
+			more = compact_batch(c, lib, cutoff, dry_run, &after, res, out);
 		while (more > 0 && !stopping());
 		if (more < 0)
 			goto cleanup;
@@ -334,7 +397,7 @@ void compact_metrics(sr_buf *b)
 		      "# TYPE syncrelay_compaction_horizon_lag gauge\nsyncrelay_compaction_horizon_lag %lld\n"
 		      "# HELP syncrelay_compaction_last_pass_seconds Duration of the last background pass.\n"
 		      "# TYPE syncrelay_compaction_last_pass_seconds gauge\nsyncrelay_compaction_last_pass_seconds %.6f\n"
-		      "# HELP syncrelay_compaction_mark_seconds_max Longest horizon update, its wait for a push in flight included.\n"
+		      "# HELP syncrelay_compaction_mark_seconds_max Longest horizon update, its retries for a free library row included.\n"
 		      "# TYPE syncrelay_compaction_mark_seconds_max gauge\nsyncrelay_compaction_mark_seconds_max %.6f\n"
 		      "# HELP syncrelay_compaction_delete_seconds_max Longest window removal (it holds the rows of the tombstones it purges).\n"
 		      "# TYPE syncrelay_compaction_delete_seconds_max gauge\nsyncrelay_compaction_delete_seconds_max %.6f\n",

@@ -9,14 +9,19 @@
  * retention from records together with their own change. Digests do not move: tombstones
  * are not in them and live records stay.
  *
- * Each window is three autocommit statements, none of which waits on a push:
- *   1. scan: a read of the window (no locks);
+ * A batch of up to COMPACT_BATCH windows is a few autocommit statements, none of which
+ * waits on a push or makes a push wait for more than a single-row update:
+ *   1. scan: a read of each window (no locks);
  *   2. mark: one UPDATE of the library row moves horizon up to the highest seq to be
  *      removed (horizon_hlc = that change's HLC, read in 1) and purged_before above the
- *      highest tombstone HLC to be purged; a push waits for this one statement only;
- *   3. delete: removes what 1 found, bounded by the horizon and purge point now committed
- *      (so the contract holds even if a push changed a record between 1 and 3); a record
- *      row that a push holds is skipped (SKIP LOCKED), left for the next pass.
+ *      highest tombstone HLC to be purged. It takes the row with SKIP LOCKED and tries again
+ *      a millisecond later while a push holds it, so it never joins the queue of pushes (a
+ *      push behind it would wait for the push ahead of it too); after
+ *      COMPACT_MARK_PATIENCE_S of a row never free it waits its turn once;
+ *   3. delete, per window: removes what 1 found, bounded by the horizon and purge point now
+ *      committed (so the contract holds even if a push changed a record between 1 and 3); a
+ *      record row that a push holds is skipped (SKIP LOCKED), left for the next pass. The
+ *      rows it takes are tombstones older than the retention, which pushes rarely touch.
  * The contract with pulls and clients: every change with seq > horizon is still in the log,
  * and every purged tombstone has hlc < purged_before; both are committed before anything
  * they cover is removed, and only ever move up. A reader that takes the horizon and the
@@ -34,7 +39,9 @@
 #include "http.h"
 #include "syncrelay_codec.h"
 
-#define COMPACT_WINDOW 500
+#define COMPACT_WINDOW 500        /* changes read per window */
+#define COMPACT_BATCH 10          /* windows per horizon update */
+#define COMPACT_MARK_PATIENCE_S 1 /* how long the horizon update waits for a free library row */
 
 struct compact_result {
 	long long changes_removed;   /* changes removed from the log (counted only, dry_run) */

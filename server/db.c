@@ -129,6 +129,12 @@ static const struct {
 		" ORDER BY w.seq"},
 	/* before anything is removed: the horizon covers it, the purge point lies above it */
 	[ST_COMPACT_MARK] = {"compact_mark", 4,
+		"WITH free AS (SELECT library_id FROM libraries WHERE library_id = $1 FOR UPDATE SKIP LOCKED)"
+		" UPDATE libraries l SET horizon = greatest(l.horizon, $2::bigint),"
+		" horizon_hlc = CASE WHEN $2::bigint > l.horizon THEN $3 ELSE l.horizon_hlc END,"
+		" purged_before = greatest(l.purged_before, $4::text COLLATE \"C\")"
+		" FROM free WHERE l.library_id = free.library_id RETURNING l.horizon"},
+	[ST_COMPACT_MARK_WAIT] = {"compact_mark_wait", 4,
 		"UPDATE libraries SET horizon = greatest(horizon, $2::bigint),"
 		" horizon_hlc = CASE WHEN $2::bigint > horizon THEN $3 ELSE horizon_hlc END,"
 		" purged_before = greatest(purged_before, $4::text COLLATE \"C\")"

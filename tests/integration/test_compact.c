@@ -610,13 +610,98 @@ static double quantile(int ph, double q, int *n_out)
 	return v;
 }
 
+/*
+ * Watches PostgreSQL while the writers run: a backend of the relay waiting on a lock that a
+ * compaction statement holds (or queues ahead of it) is a push waiting on compaction. Each
+ * sample lists those backends; a backend's run of consecutive samples is one wait, at least
+ * as long as the time between its first and last sample.
+ */
+#define MAXPIDS 64
+struct sampler {
+	const char *db;
+	int *phase;
+	long samples, blocked_samples, waits;
+	double longest_wait;
+	char err[512];
+};
+
+static void *sampler_run(void *arg)
+{
+	struct sampler *s = arg;
+	PGconn *c = PQconnectdb(s->db);
+	int pids[MAXPIDS], npids = 0, i, j;
+	double since[MAXPIDS], last[MAXPIDS];
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		snprintf(s->err, sizeof s->err, "sampler: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	/* both phases, so that its own cost weighs on the pushes of both alike */
+	while (__atomic_load_n(s->phase, __ATOMIC_SEQ_CST) < 2) {
+		PGresult *res = PQexec(c,
+			"SELECT a.pid FROM pg_stat_activity a WHERE a.datname = current_database()"
+			" AND a.wait_event_type = 'Lock' AND a.query NOT LIKE 'WITH lib AS%'"
+			" AND a.query NOT LIKE 'UPDATE libraries SET horizon%'"
+			" AND EXISTS (SELECT 1 FROM pg_stat_activity b WHERE b.pid = ANY (pg_blocking_pids(a.pid))"
+			" AND (b.query LIKE 'WITH lib AS%' OR b.query LIKE 'UPDATE libraries SET horizon%'))");
+		double now = h_mono();
+		int seen[MAXPIDS] = {0};
+
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			snprintf(s->err, sizeof s->err, "sampler: %s", PQresultErrorMessage(res));
+			PQclear(res);
+			break;
+		}
+		s->samples++;
+		if (PQntuples(res))
+			s->blocked_samples++;
+		for (i = 0; i < PQntuples(res); i++) {
+			int pid = atoi(PQgetvalue(res, i, 0));
+
+			for (j = 0; j < npids && pids[j] != pid; j++)
+				;
+			if (j == npids && npids < MAXPIDS) {
+				pids[npids] = pid;
+				since[npids] = now;
+				s->waits++;
+				npids++;
+			}
+			if (j < MAXPIDS) {
+				last[j] = now;
+				seen[j] = 1;
+			}
+		}
+		/* waits that ended: their length, and the slot freed */
+		for (j = 0; j < npids; j++)
+			if (!seen[j]) {
+				if (last[j] - since[j] > s->longest_wait)
+					s->longest_wait = last[j] - since[j];
+				pids[j] = pids[npids - 1];
+				since[j] = since[npids - 1];
+				last[j] = last[npids - 1];
+				seen[j] = seen[npids - 1];
+				npids--;
+				j--;
+			}
+		PQclear(res);
+		tick(0.002);
+	}
+	for (j = 0; j < npids; j++)
+		if (last[j] - since[j] > s->longest_wait)
+			s->longest_wait = last[j] - since[j];
+	PQfinish(c);
+	return NULL;
+}
+
 Test(compact, four_devices_push_and_pull_while_compacting)
 {
 	struct relay r;
 	struct lib l;
 	struct dev first;
 	struct compactor k = {0};
-	pthread_t th[NDEV], kth;
+	struct sampler smp = {0};
+	pthread_t th[NDEV], kth, sth;
 	int phase = 0, i, j, n0, n1;
 	long long missing = 0, dups = 0, expected = 0;
 	double p50_0, p99_0, p50_1, p99_1, t_end;
@@ -643,6 +728,9 @@ Test(compact, four_devices_push_and_pull_while_compacting)
 	k.r = &r;
 	k.l = &l;
 	k.phase = &phase;
+	smp.db = r.db;
+	smp.phase = &phase;
+	pthread_create(&sth, NULL, sampler_run, &smp);
 	for (i = 0; i < NDEV; i++)
 		pthread_create(&th[i], NULL, writer_run, &writers[i]);
 	tick(PHASE_S); /* the length of a phase, not a synchronisation */
@@ -652,6 +740,8 @@ Test(compact, four_devices_push_and_pull_while_compacting)
 	__atomic_store_n(&phase, 2, __ATOMIC_SEQ_CST);
 	t_end = h_mono() + 120;
 	pthread_join(kth, NULL);
+	pthread_join(sth, NULL);
+	cr_assert(!smp.err[0], "%s", smp.err);
 	for (i = 0; i < NDEV; i++)
 		pthread_join(th[i], NULL);
 	cr_assert(h_mono() < t_end, "the writers took over 120 s to finish");
@@ -709,6 +799,11 @@ Test(compact, four_devices_push_and_pull_while_compacting)
 	fprintf(stderr, "compact: %lld tombstones purged; longest horizon update %.2f ms, longest window removal %.2f ms\n",
 		k.purged, h_metric(&r, "syncrelay_compaction_mark_seconds_max") * 1e3,
 		h_metric(&r, "syncrelay_compaction_delete_seconds_max") * 1e3);
+	fprintf(stderr, "compact: pg_stat_activity sampled %ld times (both phases): a relay backend waited on"
+		" compaction in %ld samples (%ld waits), the longest wait seen spans %.1f ms\n",
+		smp.samples, smp.blocked_samples, smp.waits, smp.longest_wait * 1e3);
+	cr_assert(smp.samples > 100, "the sampler took only %ld samples", smp.samples);
+	cr_assert(smp.longest_wait < 1.0, "a push waited %.0f ms on compaction", smp.longest_wait * 1e3);
 	cr_assert(n0 > 20 && n1 > 20, "too few pushes to measure: %d and %d", n0, n1);
 	/* a shared 2-core machine is noisy: the bound catches pushes stalled behind compaction
 	 * (a lock held across windows, a wait per window), not scheduling jitter */
