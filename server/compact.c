@@ -21,7 +21,7 @@ static struct {
 	uint64_t removed, purged, passes, skipped;
 	int64_t lag;          /* largest head - horizon over the libraries of the last pass */
 	uint64_t last_pass_us; /* duration of the last completed pass */
-	/* the longest mark and delete statements: the most a push can have waited on compaction */
+	/* the longest horizon update (retries included) and window removal */
 	uint64_t mark_max_us, delete_max_us;
 } cs = {.lock = PTHREAD_MUTEX_INITIALIZER};
 

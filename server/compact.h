@@ -7,7 +7,8 @@
  * than the retention that no longer carry their record's current version (superseded by a
  * newer HLC, or left by a record purged earlier), and purges the tombstones older than the
  * retention from records together with their own change. Digests do not move: tombstones
- * are not in them and live records stay.
+ * are not in them and live records stay. Each run walks from the start of the log to the
+ * first change younger than the retention, so it costs about one read per live record.
  *
  * A batch of up to COMPACT_BATCH windows is a few autocommit statements, none of which
  * waits on a push or makes a push wait for more than a single-row update:
@@ -24,8 +25,9 @@
  *      rows it takes are tombstones older than the retention, which pushes rarely touch.
  * The contract with pulls and clients: every change with seq > horizon is still in the log,
  * and every purged tombstone has hlc < purged_before; both are committed before anything
- * they cover is removed, and only ever move up. A reader that takes the horizon and the
- * changes (or purged_before and the records) in one snapshot is therefore always exact.
+ * they cover is removed, and only ever move up. A pull that reads the horizon and the
+ * changes in one snapshot is therefore always exact, and so is a device that reads
+ * purged_before after the last records page it compares with.
  *
  * One relay compacts at a time: a background pass holds a session advisory lock, and each
  * library is compacted under a lock of its own (so an operator's POST .../compact and a
