@@ -120,7 +120,12 @@ static char *digests(struct relay *r, const struct lib *l, const struct dev *d)
 	h_expect_json(&p, 200);
 	scopes = json_object_get(p.json, "scopes");
 	sr_buf_puts(&b, "scopes ");
-	sr_buf_puts(&b, json_dumps(scopes, JSON_COMPACT | JSON_SORT_KEYS));
+	{
+		char *t = json_dumps(scopes, JSON_COMPACT | JSON_SORT_KEYS);
+
+		sr_buf_puts(&b, t);
+		free(t);
+	}
 	json_array_foreach(scopes, i, s) {
 		struct resp q;
 		const char *owner = h_jstr(s, "owner");
