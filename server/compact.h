@@ -43,7 +43,7 @@
 
 #define COMPACT_WINDOW 500        /* changes read per window */
 #define COMPACT_BATCH 10          /* windows per horizon update */
-#define COMPACT_MARK_PATIENCE_S 1 /* how long the horizon update waits for a free library row */
+#define COMPACT_MARK_PATIENCE_S 5 /* how long the horizon update waits for a free library row */
 
 struct compact_result {
 	long long changes_removed;   /* changes removed from the log (counted only, dry_run) */
