@@ -44,6 +44,10 @@ static const struct param params[] = {
 	 "seconds SIGTERM waits for in-flight requests"},
 	{"--log-level", "SYNCRELAY_LOG_LEVEL", P_INT, OFF(log_level), "2", 0, 3,
 	 "0 error, 1 warn, 2 info, 3 debug"},
+	{"--retention", "SYNCRELAY_RETENTION", P_INT, OFF(retention_s), "2592000", 0, CONFIG_RETENTION_MAX,
+	 "age (since accepted) at which a superseded change leaves the log and a tombstone the records; 0 keeps all"},
+	{"--compact-interval", "SYNCRELAY_COMPACT_INTERVAL", P_INT, OFF(compact_interval_s), "600", 1,
+	 604800, "seconds between background compaction passes"},
 };
 #define NPARAMS (sizeof params / sizeof params[0])
 

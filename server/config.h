@@ -17,7 +17,12 @@ struct config {
 	int64_t shutdown_grace_s;
 	int64_t log_level;
 	int distribute;      /* --distribute: spread the database over Citus, then exit */
+	int64_t retention_s;        /* compaction: 0 keeps every change */
+	int64_t compact_interval_s; /* seconds between background passes */
 };
+
+/* the longest retention (100 years: its cutoff stays within PostgreSQL's timestamps) */
+#define CONFIG_RETENTION_MAX INT64_C(3153600000)
 
 extern struct config cfg;
 

@@ -127,6 +127,51 @@ static const struct {
 		"SELECT bucket, count, hash FROM bucket_digests"
 		" WHERE library_id = $1 AND model = $2 AND owner = $3 AND count > 0 ORDER BY bucket"},
 	[ST_READY] = {"ready", 0, "SELECT coalesce(max(version), 0) FROM schema_migrations"},
+	/* compaction: one relay per pass, one compaction per library (advisory locks, session-level) */
+	[ST_COMPACT_LIBS] = {"compact_libs", 0, "SELECT library_id::text FROM libraries ORDER BY library_id"},
+	[ST_COMPACT_PASS_LOCK] = {"compact_pass_lock", 0, "SELECT pg_try_advisory_lock(1397882897, 0)"},
+	[ST_COMPACT_PASS_UNLOCK] = {"compact_pass_unlock", 0, "SELECT pg_advisory_unlock(1397882897, 0)"},
+	[ST_COMPACT_LOCK] = {"compact_lock", 1, "SELECT pg_try_advisory_lock(1397882896, hashtext($1))"},
+	[ST_COMPACT_UNLOCK] = {"compact_unlock", 1, "SELECT pg_advisory_unlock(1397882896, hashtext($1))"},
+	[ST_COMPACT_CUTOFF] = {"compact_cutoff", 1,
+		"SELECT (now() - make_interval(secs => $1::double precision))::text"},
+	/* one window of the log by seq, each change with: old, superseded, the tombstone's own */
+	[ST_COMPACT_SCAN] = {"compact_scan", 4,
+		"SELECT w.seq, w.hlc, w.accepted_at < $3::timestamptz, r.hlc IS DISTINCT FROM w.hlc,"
+		" coalesce(r.deleted AND r.hlc = w.hlc, false)"
+		" FROM (SELECT seq, hlc, model, record_id, accepted_at FROM changes"
+		" WHERE library_id = $1 AND seq > $2 ORDER BY seq LIMIT $4) w"
+		" LEFT JOIN records r ON r.library_id = $1 AND r.model = w.model AND r.record_id = w.record_id"
+		" ORDER BY w.seq"},
+	/* before anything is removed: the horizon covers it, the purge point lies above it */
+	[ST_COMPACT_MARK] = {"compact_mark", 4,
+		"WITH free AS (SELECT library_id FROM libraries WHERE library_id = $1 FOR UPDATE SKIP LOCKED)"
+		" UPDATE libraries l SET horizon = greatest(l.horizon, $2::bigint),"
+		" horizon_hlc = CASE WHEN $2::bigint > l.horizon THEN $3 ELSE l.horizon_hlc END,"
+		" purged_before = greatest(l.purged_before, $4::text COLLATE \"C\")"
+		" FROM free WHERE l.library_id = free.library_id RETURNING l.horizon"},
+	[ST_COMPACT_MARK_WAIT] = {"compact_mark_wait", 4,
+		"UPDATE libraries SET horizon = greatest(horizon, $2::bigint),"
+		" horizon_hlc = CASE WHEN $2::bigint > horizon THEN $3 ELSE horizon_hlc END,"
+		" purged_before = greatest(purged_before, $4::text COLLATE \"C\")"
+		" WHERE library_id = $1 RETURNING horizon"},
+	/* old changes in (after, upto] under the horizon: superseded ones, and tombstones under the
+	 * purge point with their own change; a record row a push holds is skipped, never waited on */
+	[ST_COMPACT_DELETE] = {"compact_delete", 4,
+		"WITH lib AS (SELECT horizon, purged_before FROM libraries WHERE library_id = $1),"
+		" w AS (SELECT c.seq, c.hlc, c.model, c.record_id FROM changes c, lib"
+		" WHERE c.library_id = $1 AND c.seq > $2::bigint AND c.seq <= least($3::bigint, lib.horizon)"
+		" AND c.accepted_at < $4::timestamptz),"
+		" p AS (DELETE FROM records r USING (SELECT r2.model, r2.record_id FROM w, lib, records r2"
+		" WHERE r2.library_id = $1 AND r2.model = w.model AND r2.record_id = w.record_id"
+		" AND r2.hlc = w.hlc AND r2.deleted AND r2.hlc < lib.purged_before"
+		" FOR UPDATE OF r2 SKIP LOCKED) t"
+		" WHERE r.library_id = $1 AND r.model = t.model AND r.record_id = t.record_id RETURNING r.hlc),"
+		" d AS (DELETE FROM changes c USING w LEFT JOIN records r ON r.library_id = $1"
+		" AND r.model = w.model AND r.record_id = w.record_id"
+		" WHERE c.library_id = $1 AND c.seq = w.seq"
+		" AND (r.hlc IS DISTINCT FROM w.hlc OR w.hlc IN (SELECT hlc FROM p)) RETURNING c.seq)"
+		" SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM p)"},
 };
 
 static struct {
@@ -167,6 +212,17 @@ static int prepare_all(PGconn *c)
 			return -1;
 	}
 	return 0;
+}
+
+PGconn *db_connect_prepared(const char *conninfo)
+{
+	PGconn *c = db_connect(conninfo);
+
+	if (c && prepare_all(c)) {
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
 }
 
 static PGconn *open_prepared(void)

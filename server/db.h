@@ -39,6 +39,17 @@ enum stmt {
 	ST_DIGEST,
 	ST_DIGEST_BUCKETS,
 	ST_READY,
+	/* compaction (compact.c) */
+	ST_COMPACT_LIBS,
+	ST_COMPACT_PASS_LOCK,
+	ST_COMPACT_PASS_UNLOCK,
+	ST_COMPACT_LOCK,
+	ST_COMPACT_UNLOCK,
+	ST_COMPACT_CUTOFF,
+	ST_COMPACT_SCAN,
+	ST_COMPACT_MARK,
+	ST_COMPACT_MARK_WAIT,
+	ST_COMPACT_DELETE,
 	ST_COUNT
 };
 
@@ -66,6 +77,9 @@ void db_problem(struct reply *out, PGconn *c, const PGresult *res);
 
 /* Opens a standalone connection (migrations, LISTEN). NULL after logging why. */
 PGconn *db_connect(const char *conninfo);
+/* db_connect with every statement prepared, for a thread that keeps a session of its own
+ * (compaction holds an advisory lock across transactions). NULL after logging why. */
+PGconn *db_connect_prepared(const char *conninfo);
 
 
 

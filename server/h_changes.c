@@ -75,6 +75,12 @@ static int pull_page(struct req *r, long long since, const char *since_hlc, long
 		db_problem(out, NULL, NULL);
 		return -1;
 	}
+	/* the horizon and the changes from one snapshot: compaction commits a higher horizon
+	 * before it removes what lies under it (compact.h) */
+	if (db_begin_snapshot(c)) {
+		db_problem(out, c, NULL);
+		goto cleanup;
+	}
 	if (library_load(c, r->lib, 0, &l, out))
 		goto cleanup;
 	head = l.head;

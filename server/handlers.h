@@ -20,5 +20,6 @@ int h_digest_buckets(struct req *r, struct reply *out);
 int h_healthz(struct req *r, struct reply *out);
 int h_readyz(struct req *r, struct reply *out);
 int h_metrics(struct req *r, struct reply *out);
+int h_compact(struct req *r, struct reply *out);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compact.h"
 #include "config.h"
 #include "db.h"
 #include "distribute.h"
@@ -46,6 +47,10 @@ int main(int argc, char **argv)
 		log_error("could not start the notification listener");
 		return 1;
 	}
+	if (compact_start(cfg.database_url)) {
+		log_error("could not start compaction");
+		return 1;
+	}
 	if (http_start(cfg.listen, &port))
 		return 1;
 	if (!cfg.admin_token || !*cfg.admin_token)
@@ -62,6 +67,7 @@ int main(int argc, char **argv)
 	poll_shutdown();
 	http_stop((int)cfg.shutdown_grace_s);
 	notify_stop();
+	compact_stop();
 	db_pool_close();
 	log_info("stopped");
 	return 0;

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "compact.h"
 #include "db.h"
 #include "longpoll.h"
 #include "routes.h"
@@ -98,5 +99,6 @@ char *metrics_render(void)
 		      "# TYPE syncrelay_db_pool_size gauge\nsyncrelay_db_pool_size %d\n",
 		      (unsigned long long)ld(&m.pushes), (unsigned long long)ld(&m.accepted),
 		      (unsigned long long)ld(&m.duplicates), poll_held(), db_pool_in_use(), db_pool_size());
+	compact_metrics(&b);
 	return sr_buf_steal(&b);
 }

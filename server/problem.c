@@ -34,6 +34,7 @@ static const struct {
 	{"resync-required", "Cursor below the horizon"},
 	{"unavailable", "Relay temporarily unavailable"},
 	{"internal", "Internal error"},
+	{"compaction-running", "Library is being compacted already"},
 };
 
 static const char *title_of(const char *code)

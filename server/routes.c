@@ -27,6 +27,7 @@ const struct route routes[] = {
 	{"GET", "/healthz", h_healthz, AUTH_NONE, "healthz"},
 	{"GET", "/readyz", h_readyz, AUTH_NONE, "readyz"},
 	{"GET", "/metrics", h_metrics, AUTH_NONE, "metrics"},
+	{"POST", "/v1/libraries/{lib}/compact", h_compact, ADM, "compact"},
 };
 const int routes_count = (int)(sizeof routes / sizeof routes[0]);
 

@@ -58,6 +58,7 @@ Test(routes, every_endpoint_found)
 		{"GET", "/healthz", "healthz"},
 		{"GET", "/readyz", "readyz"},
 		{"GET", "/metrics", "metrics"},
+		{"POST", "/v1/libraries/" LIB "/compact", "compact"},
 	};
 	size_t i;
 
