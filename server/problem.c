@@ -95,6 +95,8 @@ static void problem_v(struct reply *out, int status, const char *code, json_t *e
 	json_t *d = json_string(detail);
 	json_object_set_new(p, "detail", d ? d : json_string("request refused (detail not printable)"));
 	json_object_set_new(p, "code", json_string(code));
+	if (*http_request_id())
+		json_object_set_new(p, "request_id", json_string(http_request_id()));
 	reply_json(out, status, p);
 	out->content_type = "application/problem+json";
 }

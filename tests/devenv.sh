@@ -11,7 +11,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODE=${1:-}
 PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libpq-dev
-libcurl4-openssl-dev libssl-dev libcriterion-dev libsqlite3-dev postgresql curl"
+libcurl4-openssl-dev libssl-dev libgnutls28-dev libcriterion-dev libsqlite3-dev postgresql curl openssl"
 PGBIN=""
 WORK=""
 
