@@ -48,7 +48,8 @@ static const struct param params[] = {
 	{"--threads", "SYNCRELAY_THREADS", P_INT, OFF(threads), "8", 1, 256, 0, "HTTP worker threads"},
 	{"--db-pool", "SYNCRELAY_DB_POOL", P_INT, OFF(db_pool), "8", 1, 256, 0,
 	 "database connections in the pool"},
-	{"--max-wait", "SYNCRELAY_MAX_WAIT", P_INT, OFF(max_wait_s), "60", 0, 3600, CF_LIVE,
+	/* not live: the daemon's connection timeout is set from it at start */
+	{"--max-wait", "SYNCRELAY_MAX_WAIT", P_INT, OFF(max_wait_s), "60", 0, 3600, 0,
 	 "longest long-poll hold in seconds"},
 	{"--shutdown-grace", "SYNCRELAY_SHUTDOWN_GRACE", P_INT, OFF(shutdown_grace_s), "30", 0, 3600, CF_LIVE,
 	 "seconds SIGTERM waits for in-flight requests"},

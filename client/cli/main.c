@@ -77,7 +77,7 @@ static int run_index(struct ctx *x, int argc, char **argv);
 
 /* Adding a command is one entry here and its run function. */
 static const struct command commands[] = {
-	{"enroll", "--relay URL --library ID --join-token T [--device-id UUID] [--name N]",
+	{"enroll", "--relay URL --library ID --join-token T [--device-id UUID] [--name N] [--ca-file PEM]",
 	 "join a library as a new device (creates the store)", STORE_CREATE, run_enroll},
 	{"schema", "set FILE | show", "push a schema document, or print the one kept locally", STORE_EXISTING,
 	 run_schema},
@@ -247,11 +247,20 @@ static int run_enroll(struct ctx *x, int argc, char **argv)
 {
 	const char *relay = take_opt(&argc, argv, "--relay"), *lib = take_opt(&argc, argv, "--library");
 	const char *join = take_opt(&argc, argv, "--join-token"), *dev = take_opt(&argc, argv, "--device-id");
-	const char *name = take_opt(&argc, argv, "--name");
+	const char *name = take_opt(&argc, argv, "--name"), *ca = take_opt(&argc, argv, "--ca-file");
+	char ca_abs[4096];
 	int lrc;
 
 	if (!relay || !lib || !join || argc)
 		return fail("enroll needs --relay URL --library ID --join-token T");
+	/* kept in the store, so made absolute: later commands may run elsewhere */
+	if (ca && ca[0] != '/' && strlen(ca) < 2048 && getcwd(ca_abs, sizeof ca_abs - 1 - strlen(ca) - 1)) {
+		strcat(ca_abs, "/");
+		strcat(ca_abs, ca);
+		ca = ca_abs;
+	}
+	if (ca && (lrc = sr_client_set_ca_file(x->c, ca)))
+		return lib_fail(x->c, lrc);
 	if ((lrc = sr_client_enroll(x->c, relay, lib, join, dev, name)) || (lrc = sr_client_status(x->c, &x->out)))
 		return lib_fail(x->c, lrc);
 	if (x->json)

@@ -60,6 +60,11 @@ void sr_client_set_progress(sr_client *c, int on);
 int sr_client_enroll(sr_client *c, const char *relay_url, const char *library_id,
 		     const char *join_token, const char *device_id, const char *name);
 
+/* The CA certificate file (PEM, absolute path) that the relay's TLS certificate must chain
+ * to, kept in the store; NULL or "" goes back to the system's CAs. SYNCRELAY_CA_FILE, when
+ * set, wins over it. Certificates are always verified. */
+int sr_client_set_ca_file(sr_client *c, const char *path);
+
 /* Pushes a schema document {"models":[…]} to the relay and keeps the result locally. */
 int sr_client_schema_set(sr_client *c, const char *schema_json);
 /* The schema as kept locally: {"version":V,"models":[…],"order":[…]}. */
