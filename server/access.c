@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "routes.h"
 
 static __thread const char *current_id;
@@ -73,6 +74,8 @@ void access_headers(struct req *r, struct MHD_Response *resp, int status, const 
 	const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
 
 	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+	if (status >= 400 && r->route && !strcmp(r->route->name, "push"))
+		metrics_push_refused(problem_last_code());
 	if (status == 401) {
 		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"syncrelay\"");
 	}

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 
 static const struct {
 	const char *name;
@@ -111,6 +112,11 @@ static const struct {
 		"SELECT bucket, count, hash FROM bucket_digests"
 		" WHERE library_id = $1 AND model = $2 AND owner = $3 AND count > 0 ORDER BY bucket"},
 	[ST_READY] = {"ready", 0, "SELECT coalesce(max(version), 0) FROM schema_migrations"},
+	/* the $1 libraries whose slowest live device is furthest behind head */
+	[ST_METRICS_LAG] = {"metrics_lag", 1,
+		"SELECT l.library_id, l.head, l.head - coalesce(min(d.acked_seq), l.head) AS lag"
+		" FROM libraries l LEFT JOIN devices d ON d.library_id = l.library_id AND d.revoked_at IS NULL"
+		" GROUP BY l.library_id, l.head ORDER BY lag DESC, l.library_id LIMIT $1::int"},
 };
 
 static struct {
@@ -311,6 +317,7 @@ void db_problem(struct reply *out, PGconn *c, const PGresult *res)
 {
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
+	metrics_db_error();
 	if (!c || !res || PQstatus(c) != CONNECTION_OK) {
 		reply_problem(out, 503, "unavailable",
 			      "no database connection could be had (all busy, or the database unreachable); retry later");

@@ -35,6 +35,7 @@ enum stmt {
 	ST_DIGEST,
 	ST_DIGEST_BUCKETS,
 	ST_READY,
+	ST_METRICS_LAG,
 	ST_COUNT
 };
 

@@ -96,6 +96,8 @@ double now_mono(void);
 /* The request id of the request this thread is serving ("" outside one): problem bodies
  * carry it as request_id. */
 const char *http_request_id(void);
+/* The code of the last problem this thread built (a string literal), or NULL. */
+const char *problem_last_code(void);
 int64_t now_unix_ms(void);
 
 #endif
