@@ -8,7 +8,15 @@
  * Conventions: every call returns 0 (SR_OK) or a negative sr_err; sr_client_errmsg() then
  * says why in one line (a relay problem keeps its code, e.g. "relay refused: hlc-conflict: …").
  * Strings passed in are copied. Strings returned through `char **out` are the caller's to
- * free(). Handles are released with their _free, which accepts NULL.
+ * release with sr_free() (the C allocator's free() also works). Handles are released with
+ * their _free, which accepts NULL.
+ *
+ * Threads: a sr_client belongs to one thread at a time (no internal locking); different
+ * clients, on different stores, may be used from different threads at once. libcurl's
+ * global initialisation is not thread-safe: a threaded program calls
+ * curl_global_init(CURL_GLOBAL_DEFAULT) once before its threads start. Callbacks
+ * (sr_link_fn) run on the calling thread, inside the call that triggered them, while the
+ * store is in a transaction: they must not call back into the same client.
  */
 #ifndef SYNCRELAY_H
 #define SYNCRELAY_H
@@ -37,6 +45,10 @@ typedef enum sr_err {
 
 /* Fixed text for an error code. */
 const char *sr_strerror(int code);
+/* Releases a string the library returned through `char **out`; accepts NULL. */
+void sr_free(void *p);
+/* The library's version, "MAJOR.MINOR.PATCH". */
+const char *sr_version(void);
 
 typedef struct sr_client sr_client;
 
