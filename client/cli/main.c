@@ -498,7 +498,7 @@ int main(int argc, char **argv)
 	if (k->store == STORE_EXISTING && !existed)
 		return fail("no store at \"%s\" (run enroll first)", store);
 	if ((lrc = sr_client_open(&x.c, store))) {
-		rc = fail("could not open store \"%s\": %s", store, sr_strerror(lrc));
+		rc = fail("%s", sr_client_errmsg(NULL));
 		if (k->store == STORE_CREATE && !existed)
 			remove_store(store);
 		return rc;

@@ -56,7 +56,8 @@ typedef struct sr_client sr_client;
  * *out is the caller's: release with sr_client_free(). */
 int sr_client_open(sr_client **out, const char *path);
 void sr_client_free(sr_client *c);
-/* The last error message on this handle; borrowed, valid until the next call. */
+/* The last error message on this handle; borrowed, valid until the next call. With NULL:
+ * why the last sr_client_open on this thread failed (SQLite's reason kept). */
 const char *sr_client_errmsg(const sr_client *c);
 
 /* Called when a pending reference resolves: record (model, record_id).field now points at a

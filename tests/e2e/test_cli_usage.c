@@ -121,6 +121,33 @@ Test(cli_usage, help_and_version_need_no_store)
 	rmdir(dir);
 }
 
+Test(cli_usage, store_errors_keep_sqlite_reason)
+{
+	char dir[] = "/tmp/syncrelay-cli-XXXXXX", bad[600], missing[600];
+	struct cli c;
+	FILE *f;
+
+	cr_assert(mkdtemp(dir));
+	snprintf(bad, sizeof bad, "%s/bad.db", dir);
+	snprintf(missing, sizeof missing, "%s/no/such/dir/x.db", dir);
+	f = fopen(bad, "w");
+	cr_assert(f);
+	fputs("this is not an SQLite database, but it is long enough to have a header page\n", f);
+	fclose(f);
+	cli_run(&c, bad, 20, "status");
+	cr_assert_eq(c.status, 1);
+	cr_assert(strstr(c.err, "file is not a database") && strstr(c.err, bad), "%s", c.err);
+	cr_assert_eq(strchr(c.err, '\n'), c.err + strlen(c.err) - 1, "not one line: %s", c.err);
+	cli_free(&c);
+	cli_run(&c, missing, 20, "enroll", "--relay", "http://127.0.0.1:9", "--library",
+		"00000000-0000-4000-8000-000000000000", "--join-token", "x");
+	cr_assert_eq(c.status, 1);
+	cr_assert(strstr(c.err, "unable to open database file"), "%s", c.err);
+	cli_free(&c);
+	unlink(bad);
+	rmdir(dir);
+}
+
 Test(cli_usage, failed_enroll_leaves_no_store)
 {
 	struct e2e e;
