@@ -251,8 +251,10 @@ static int run_enroll(struct ctx *x, int argc, char **argv)
 	char ca_abs[4096];
 	int lrc;
 
-	if (!relay || !lib || !join || argc)
-		return fail("enroll needs --relay URL --library ID --join-token T");
+	if (!relay || !lib || !join || argc) {
+		fail("enroll needs --relay URL --library ID --join-token T");
+		return 2;
+	}
 	/* kept in the store, so made absolute: later commands may run elsewhere */
 	if (ca && ca[0] != '/' && strlen(ca) < 2048 && getcwd(ca_abs, sizeof ca_abs - 1 - strlen(ca) - 1)) {
 		strcat(ca_abs, "/");
