@@ -382,3 +382,42 @@ Test(operator, start_waits_for_the_database)
 	free(line);
 	cr_assert_eq(h_relay_stop(&r), 0);
 }
+
+Test(operator, json_log_format)
+{
+	static const char *const env[] = {"SYNCRELAY_LOG_FORMAT=json", NULL};
+	struct relay r;
+	struct hresp h;
+	char *line;
+	json_t *j;
+
+	h_relay_start(&r, NULL, env);
+	hreq(&h, &r, "GET", "/healthz", NULL, (const char *const[]){"X-Request-Id: json-log-1", NULL});
+	cr_assert_eq(h.status, 200);
+	free(h.body.p);
+	line = wait_log(&r, "\"request_id\":\"json-log-1\"", 10);
+	j = json_loads(line, 0, NULL);
+	cr_assert(j, "the access line is not one JSON object: %s", line);
+	cr_assert_str_eq(h_jstr(j, "msg"), "access");
+	cr_assert_str_eq(h_jstr(j, "route"), "healthz");
+	cr_assert_str_eq(h_jstr(j, "level"), "info");
+	cr_assert_eq(h_jint(j, "status"), 200);
+	cr_assert(h_jstr(j, "ts"), "%s", line);
+	json_decref(j);
+	free(line);
+	cr_assert_eq(h_relay_stop(&r), 0);
+	/* every line of the log is JSON */
+	{
+		char *text = read_text(r.log), *p = text, *nl;
+		for (; *p; p = nl + 1) {
+			nl = strchr(p, '\n');
+			if (!nl)
+				break;
+			*nl = '\0';
+			j = json_loads(p, 0, NULL);
+			cr_assert(j, "a log line is not JSON: %s", p);
+			json_decref(j);
+		}
+		free(text);
+	}
+}
