@@ -286,8 +286,19 @@ int config_load(int argc, char **argv)
 	char err[1024];
 	int rc;
 
-	saved_argc = argc;
-	saved_argv = argv;
+	int i;
+
+	/* a copy: the caller's argv need not outlive this call */
+	if (saved_argv) {
+		for (i = 0; i < saved_argc; i++)
+			free(saved_argv[i]);
+		free(saved_argv);
+	}
+	saved_argv = calloc((size_t)argc + 1, sizeof *saved_argv);
+	saved_argc = 0;
+	for (i = 0; saved_argv && i < argc; i++)
+		if ((saved_argv[i] = strdup(argv[i])))
+			saved_argc = i + 1;
 	free_strings(&cfg);
 	rc = build(&cfg, argc, argv, err, sizeof err);
 	if (rc == 1)

@@ -30,8 +30,8 @@ static struct {
 	uint64_t hist[MAX_ROUTES + 1][NBOUNDS + 1];
 	uint64_t sum_us[MAX_ROUTES + 1];
 	uint64_t pushes, accepted, duplicates;
-	uint64_t codes[16]; /* by index in status_codes, last: any other */
-	uint64_t refused[16]; /* by index in refusal_codes, last: any other */
+	uint64_t codes[32]; /* by index in status_codes, last: any other */
+	uint64_t refused[32]; /* by index in refusal_codes, last: any other */
 	uint64_t db_errors;
 } m;
 
@@ -47,6 +47,7 @@ static const char *const refusal_codes[] = {"bad-request", "unauthorized", "forb
 					    "library-not-found", "hlc-conflict", "not-owner", "too-large", "clock-skew",
 					    "unknown-model", "unavailable", "internal"};
 #define NREFUSALS (int)(sizeof refusal_codes / sizeof refusal_codes[0])
+_Static_assert(NCODES < 32 && NREFUSALS < 32, "the counters need one more slot than codes, for any other");
 
 void metrics_push_refused(const char *code)
 {

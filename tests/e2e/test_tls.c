@@ -156,7 +156,11 @@ Test(tls, cli_syncs_over_https_with_the_ca_file)
 	cli_free(&c);
 	cli_do(b, 60, "sync");
 	unsetenv("SYNCRELAY_CA_FILE");
-	cr_assert_str_eq(e2e_get(b, "location", "8f0d5c1e-2b7a-4c3d-9e4f-5a6b7c8d9e0f"), "{\"name\":\"tls\"}");
+	{
+		char *got = e2e_get(b, "location", "8f0d5c1e-2b7a-4c3d-9e4f-5a6b7c8d9e0f");
+		cr_assert_str_eq(got, "{\"name\":\"tls\"}");
+		free(got);
+	}
 	/* and without either, B's next sync is refused for the certificate */
 	cli_run(&c, b, 60, "sync");
 	cr_assert_eq(c.status, 1, "sync without any CA exited %d: %s", c.status, c.err);

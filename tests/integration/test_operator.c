@@ -273,7 +273,11 @@ Test(operator, sighup_reloads_the_config_file)
 	snprintf(envc, sizeof envc, "SYNCRELAY_CONFIG=%s", conf);
 	h_relay_start(&r, NULL, env);
 	h_fixture(&r, &l, &d1, &d2);
-	h_http(&p, &r, "POST", h_lp(&l, "/changes"), d1.token, h_batch(&d1, h_now_ms(), 0, 3));
+	{
+		char *body = h_batch(&d1, h_now_ms(), 0, 3);
+		h_http(&p, &r, "POST", h_lp(&l, "/changes"), d1.token, body);
+		free(body);
+	}
 	h_expect_problem(&p, 413, "too-large");
 	h_resp_free(&p);
 
