@@ -35,9 +35,12 @@ int cerr(sr_client *c, int code, const char *fmt, ...)
 	return code;
 }
 
+/* why the last sr_client_open on this thread failed (there is no handle to hold it) */
+static __thread char open_err[512];
+
 const char *sr_client_errmsg(const sr_client *c)
 {
-	return c ? c->err : "no client";
+	return c ? c->err : open_err[0] ? open_err : "no client";
 }
 
 void sr_client_on_link(sr_client *c, sr_link_fn fn, void *arg)
@@ -141,6 +144,7 @@ int sr_client_open(sr_client **out, const char *path)
 	if (!c)
 		return SR_ENOMEM;
 	if (store_open(&c->st, path, err, sizeof err)) {
+		snprintf(open_err, sizeof open_err, "%s", err);
 		free(c);
 		return SR_ESTORE;
 	}

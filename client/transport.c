@@ -1,14 +1,71 @@
-/* HTTP to the relay: one reused libcurl handle per client (keep-alive), timeouts, retries. */
+/* HTTP to the relay: one reused libcurl handle per client (keep-alive), timeouts, retries;
+ * TLS certificates verified by libcurl, against the CA file of SYNCRELAY_CA_FILE or of the
+ * store (enroll --ca-file) when one is given. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
 #include "internal.h"
 
 #define MAX_ATTEMPTS 6
+
+int sr_client_set_ca_file(sr_client *c, const char *path)
+{
+	FILE *f;
+
+	if (!path || !*path) {
+		if (store_meta_set(c->st, "ca_file", ""))
+			return cerr(c, SR_ESTORE, "could not clear the CA file: %s", store_errmsg(c->st));
+		return 0;
+	}
+	f = fopen(path, "r");
+	if (!f)
+		return cerr(c, SR_EINVAL, "could not read the CA file \"%s\": %s", path, strerror(errno));
+	fclose(f);
+	if (path[0] != '/')
+		return cerr(c, SR_EINVAL, "the CA file \"%s\" must be an absolute path (it is kept in the store)", path);
+	if (store_meta_set(c->st, "ca_file", path))
+		return cerr(c, SR_ESTORE, "could not keep the CA file: %s", store_errmsg(c->st));
+	return 0;
+}
+
+/* 1 when url's host is this machine (localhost, 127.0.0.0/8, ::1). */
+static int loopback(const char *url)
+{
+	const char *h = strstr(url, "://");
+	size_t n;
+
+	h = h ? h + 3 : url;
+	n = strcspn(h, ":/");
+	if (*h == '[')
+		return !strncmp(h, "[::1]", 5);
+	return (n == 9 && !strncasecmp(h, "localhost", 9)) || !strncmp(h, "127.", 4);
+}
+
+/* The CA file for this call: SYNCRELAY_CA_FILE, else the store's, else libcurl's default. */
+static void set_tls(sr_client *c)
+{
+	const char *env = getenv("SYNCRELAY_CA_FILE");
+	char *kept = NULL;
+
+	if (env && *env)
+		curl_easy_setopt(c->curl, CURLOPT_CAINFO, env);
+	else if (store_meta_get(c->st, "ca_file", &kept) == 0 && kept && *kept)
+		curl_easy_setopt(c->curl, CURLOPT_CAINFO, kept);
+	free(kept);
+}
+
+/* Transport failures that another attempt cannot mend: the relay's certificate. */
+static int tls_refusal(CURLcode rc)
+{
+	return rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+	       rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_ISSUER_ERROR || rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
+}
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -62,7 +119,16 @@ int relay_call(sr_client *c, const char *method, const char *path, const char *b
 		if (!c->curl)
 			return cerr(c, SR_ENOMEM, "could not create an HTTP handle");
 	}
+	/* once per process: a token in clear text is readable by anyone on the path */
+	if (c->token[0] && !strncmp(c->relay, "http://", 7) && !loopback(c->relay)) {
+		static int warned;
+		if (!__atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST))
+			fprintf(stderr, "syncrelay: warning: sending the device token over plain http:// to %s; "
+					"anyone on the path can read it (serve the relay over https://)\n",
+				c->relay);
+	}
 	for (attempt = 0;; attempt++) {
+		char errbuf[CURL_ERROR_SIZE] = "";
 		sr_buf b = {0};
 		struct curl_slist *h = NULL;
 		char auth[200];
@@ -79,6 +145,8 @@ int relay_call(sr_client *c, const char *method, const char *path, const char *b
 		curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
 		curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &b);
+		curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
+		set_tls(c);
 		h = curl_slist_append(h, "Expect:");
 		if (c->token[0]) {
 			snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->token);
@@ -96,13 +164,20 @@ int relay_call(sr_client *c, const char *method, const char *path, const char *b
 		curl_slist_free_all(h);
 		if (rc != CURLE_OK) {
 			sr_buf_free(&b);
+			curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, NULL);
+			if (tls_refusal(rc))
+				return cerr(c, SR_ENETWORK,
+					    "could not reach relay \"%s\": its TLS certificate is not trusted (%s); give the CA "
+					    "that signed it with enroll --ca-file FILE or SYNCRELAY_CA_FILE",
+					    c->relay, errbuf[0] ? errbuf : curl_easy_strerror(rc));
 			if (attempt + 1 < MAX_ATTEMPTS) {
 				backoff(attempt);
 				continue;
 			}
 			return cerr(c, SR_ENETWORK, "could not reach relay \"%s\": %s", c->relay,
-				    curl_easy_strerror(rc));
+				    errbuf[0] ? errbuf : curl_easy_strerror(rc));
 		}
+		curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, NULL);
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
 		c->last_status = status;
 		j = b.p ? json_loads(b.p, 0, NULL) : NULL;

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 
 static const struct {
 	const char *name;
@@ -172,6 +173,11 @@ static const struct {
 		" WHERE c.library_id = $1 AND c.seq = w.seq"
 		" AND (r.hlc IS DISTINCT FROM w.hlc OR w.hlc IN (SELECT hlc FROM p)) RETURNING c.seq)"
 		" SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM p)"},
+	/* the $1 libraries whose slowest live device is furthest behind head */
+	[ST_METRICS_LAG] = {"metrics_lag", 1,
+		"SELECT l.library_id, l.head, l.head - coalesce(min(d.acked_seq), l.head) AS lag"
+		" FROM libraries l LEFT JOIN devices d ON d.library_id = l.library_id AND d.revoked_at IS NULL"
+		" GROUP BY l.library_id, l.head ORDER BY lag DESC, l.library_id LIMIT $1::int"},
 };
 
 static struct {
@@ -395,6 +401,7 @@ void db_problem(struct reply *out, PGconn *c, const PGresult *res)
 {
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
+	metrics_db_error();
 	if (!res && c && PQstatus(c) == CONNECTION_OK && last_state[0])
 		state = last_state; /* a BEGIN or COMMIT that failed, already logged by simple() */
 	if (!c) {

@@ -32,8 +32,37 @@ int h_readyz(struct req *r, struct reply *out)
 	return HANDLER_DONE;
 }
 
+/* Libraries listed by lag on /metrics: a bounded number of label values */
+#define METRICS_LIBRARIES "20"
+
 int h_metrics(struct req *r, struct reply *out)
 {
-	reply_text(out, 200, "text/plain; version=0.0.4", metrics_render());
+	const char *params[1] = {METRICS_LIBRARIES};
+	char *text = metrics_render();
+	struct reply scratch = {0};
+	PGresult *res;
+	sr_buf b = {0};
+	int i;
+
+	sr_buf_puts(&b, text);
+	free(text);
+	/* a database that does not answer leaves the process metrics readable */
+	res = db_run(&scratch, ST_METRICS_LAG, params);
+	free(scratch.body);
+	sr_buf_printf(&b,
+		      "# HELP syncrelay_library_head Highest committed seq of the " METRICS_LIBRARIES
+		      " libraries furthest behind.\n# TYPE syncrelay_library_head gauge\n");
+	for (i = 0; res && i < PQntuples(res); i++)
+		sr_buf_printf(&b, "syncrelay_library_head{library=\"%s\"} %s\n", PQgetvalue(res, i, 0),
+			      PQgetvalue(res, i, 1));
+	sr_buf_printf(&b, "# HELP syncrelay_library_lag_changes Changes the slowest live device of the library has "
+			  "not acknowledged.\n# TYPE syncrelay_library_lag_changes gauge\n");
+	for (i = 0; res && i < PQntuples(res); i++)
+		sr_buf_printf(&b, "syncrelay_library_lag_changes{library=\"%s\"} %s\n", PQgetvalue(res, i, 0),
+			      PQgetvalue(res, i, 2));
+	sr_buf_printf(&b, "# HELP syncrelay_metrics_db_up 1 when /metrics could read the libraries.\n"
+			  "# TYPE syncrelay_metrics_db_up gauge\nsyncrelay_metrics_db_up %d\n", res ? 1 : 0);
+	PQclear(res);
+	reply_text(out, 200, "text/plain; version=0.0.4", sr_buf_steal(&b));
 	return HANDLER_DONE;
 }

@@ -17,12 +17,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "auth.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
 #include "longpoll.h"
 #include "routes.h"
+#include "tls.h"
 
 static struct MHD_Daemon *daemon_;
 static int active; /* requests between first call and completion */
@@ -128,6 +130,8 @@ static enum MHD_Result send_reply(struct req *r, struct reply *rep)
 		return MHD_NO;
 	}
 	rep->body = NULL;
+	r->resp_bytes = (long long)rep->len;
+	access_headers(r, resp, rep->status, rep->allow);
 	MHD_add_response_header(resp, "Content-Type", rep->content_type);
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
 	if (rep->allow)
@@ -196,14 +200,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->t_start = now_mono();
 		r->route_index = -1;
 		snprintf(r->method, sizeof r->method, "%s", method);
+		access_request_id(conn, r->request_id);
+		access_set_current(r->request_id);
 		*req_cls = r;
-		switch (routes_match(r, method, url, &allow)) {
+		/* HEAD is GET without the body (libmicrohttpd drops it); OPTIONS names the methods */
+		switch (routes_match(r, !strcmp(method, "HEAD") ? "GET" : method, url, &allow)) {
 		case ROUTE_FOUND:
 			break;
 		case ROUTE_NOT_FOUND:
 			reply_problem(&rep, 404, "not-found", "no resource at this path");
 			return send_reply(r, &rep);
 		case ROUTE_BAD_METHOD:
+			if (!strcmp(method, "OPTIONS")) {
+				access_options(r, allow, &rep);
+				return send_reply(r, &rep);
+			}
 			reply_problem(&rep, 405, "method-not-allowed", "%s is not allowed here", method);
 			rep.allow = allow;
 			return send_reply(r, &rep);
@@ -230,6 +241,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		return MHD_YES;
 	}
+	access_set_current(r->request_id);
 	if (r->responded)
 		return MHD_YES; /* an early reply was queued; the rest of the body is dropped */
 
@@ -273,6 +285,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		return;
 	poll_cancel(r);
 	metrics_request(r->route_index, r->responded, now_mono() - r->t_start);
+	access_log(r);
 	free(r->body);
 	free(r);
 	*req_cls = NULL;
@@ -296,6 +309,12 @@ int http_start(const char *listen, int *bound_port)
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	const union MHD_DaemonInfo *info;
+	/* with TLS on, GnuTLS asks tls.c for the certificate at each handshake, so SIGHUP can
+	 * swap it under the running daemon */
+	struct MHD_OptionItem tls_opts[] = {
+		{MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)tls_cert_callback()},
+		{MHD_OPTION_END, 0, NULL},
+	};
 	int rc;
 
 	colon = strrchr(listen, ':');
@@ -317,8 +336,14 @@ int http_start(const char *listen, int *bound_port)
 	}
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	if (tls_enabled())
+		flags |= MHD_USE_TLS;
+	else
+		tls_opts[0].option = MHD_OPTION_END;
 	daemon_ = MHD_start_daemon(
 		flags, (uint16_t)atoi(port), NULL, NULL, on_request, NULL,
+		/* first, or libmicrohttpd warns that earlier options may log elsewhere */
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg.threads,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
@@ -326,7 +351,7 @@ int http_start(const char *listen, int *bound_port)
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+		MHD_OPTION_ARRAY, tls_opts,
 		MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (!daemon_) {

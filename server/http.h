@@ -44,6 +44,9 @@ struct req {
 	struct auth auth;
 	double t_start;
 	int responded;
+	char request_id[65];   /* X-Request-Id: the client's, or made here */
+	long long resp_bytes;  /* body bytes of the reply, for the access line */
+	int cors_preflight;    /* an OPTIONS from an allowed origin */
 
 	/* long-poll state, owned by longpoll.c while the connection is suspended */
 	struct req *poll_prev, *poll_next;
@@ -91,6 +94,11 @@ void http_stop(int grace_s);
 int http_active_requests(void);
 
 double now_mono(void);
+/* The request id of the request this thread is serving ("" outside one): problem bodies
+ * carry it as request_id. */
+const char *http_request_id(void);
+/* The code of the last problem this thread built (a string literal), or NULL. */
+const char *problem_last_code(void);
 int64_t now_unix_ms(void);
 
 #endif

@@ -197,7 +197,9 @@ int migrate_apply(const char *conninfo)
 		return -1;
 	if (migrate_check_node(c))
 		goto cleanup;
-	if (exec_ok(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", "lock"))
+	/* no NOTICE that schema_migrations already exists at every start */
+	if (exec_ok(c, "SET client_min_messages = warning", "quiet") ||
+	    exec_ok(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", "lock"))
 		goto cleanup;
 	if (exec_ok(c, "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
 		       " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",

@@ -22,6 +22,18 @@
 static pthread_t thread;
 static int running;
 static char *conninfo_;
+static int connected;
+static long losses;
+
+int notify_connected(void)
+{
+	return __atomic_load_n(&connected, __ATOMIC_RELAXED);
+}
+
+long notify_losses(void)
+{
+	return __atomic_load_n(&losses, __ATOMIC_RELAXED);
+}
 
 static PGconn *listen_conn(void)
 {
@@ -54,8 +66,10 @@ static void *run(void *arg)
 			nanosleep(&backoff, NULL);
 			poll_expire(now_mono());
 			c = listen_conn();
-			if (c)
+			if (c) {
+				__atomic_store_n(&connected, 1, __ATOMIC_RELAXED);
 				poll_wake_all();
+			}
 			continue;
 		}
 		pfd.fd = PQsocket(c);
@@ -64,6 +78,8 @@ static void *run(void *arg)
 			log_warn("notification connection lost: %s", PQerrorMessage(c));
 			PQfinish(c);
 			c = NULL;
+			__atomic_store_n(&connected, 0, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&losses, 1, __ATOMIC_RELAXED);
 			continue;
 		}
 		while ((n = PQnotifies(c)) != NULL) {
@@ -86,6 +102,7 @@ int notify_start(const char *conninfo)
 	if (!c)
 		return -1;
 	running = 1;
+	connected = 1;
 	if (pthread_create(&thread, NULL, run, c)) {
 		PQfinish(c);
 		return -1;

@@ -5,5 +5,8 @@
 /* Starts the listener thread on its own connection. 0 on success. */
 int notify_start(const char *conninfo);
 void notify_stop(void);
+/* 1 while the LISTEN connection is up; how many times it was lost. */
+int notify_connected(void);
+long notify_losses(void);
 
 #endif

@@ -81,12 +81,20 @@ void reply_buf(struct reply *out, int status, sr_buf *b)
 	reply_text(out, status, "application/json", text);
 }
 
+static __thread const char *last_code;
+
+const char *problem_last_code(void)
+{
+	return last_code;
+}
+
 static void problem_v(struct reply *out, int status, const char *code, json_t *extra,
 		      const char *fmt, va_list ap)
 {
 	char detail[1024], type[128];
 	json_t *p = extra ? extra : json_object();
 
+	last_code = code;
 	vsnprintf(detail, sizeof detail, fmt, ap);
 	snprintf(type, sizeof type, "urn:syncrelay:problem:%s", code);
 	json_object_set_new(p, "type", json_string(type));
@@ -96,6 +104,8 @@ static void problem_v(struct reply *out, int status, const char *code, json_t *e
 	json_t *d = json_string(detail);
 	json_object_set_new(p, "detail", d ? d : json_string("request refused (detail not printable)"));
 	json_object_set_new(p, "code", json_string(code));
+	if (*http_request_id())
+		json_object_set_new(p, "request_id", json_string(http_request_id()));
 	reply_json(out, status, p);
 	out->content_type = "application/problem+json";
 }

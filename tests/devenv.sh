@@ -5,6 +5,9 @@
 #   tests/devenv.sh test   the same set-up, then the whole suite: once as a -Werror build
 #                          (with the Citus suite, tests/citus.sh), once more under
 #                          AddressSanitizer + UBSan
+#   tests/devenv.sh install PREFIX
+#                          install the build packages only, build Release without the tests and
+#                          install into PREFIX (what docker/Dockerfile runs)
 # The private cluster runs as an unprivileged user, on a free port and a private socket
 # directory, and is stopped when the command ends.
 set -euo pipefail
@@ -12,16 +15,20 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODE=${1:-}
 PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libpq-dev
-libcurl4-openssl-dev libssl-dev libcriterion-dev libsqlite3-dev postgresql curl faketime"
+libcurl4-openssl-dev libssl-dev libgnutls28-dev libcriterion-dev libsqlite3-dev postgresql curl openssl faketime
+dash python3 python3-yaml"
+# what the install mode (and the image's build stage) needs: no database, no test framework
+BUILD_PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libpq-dev
+libcurl4-openssl-dev libssl-dev libgnutls28-dev libsqlite3-dev ca-certificates"
 PGBIN=""
 WORK=""
 
 say() { printf 'devenv: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
-install_deps() {
-	local missing=()
-	for p in $PACKAGES; do
+install_deps() { # install_deps [PACKAGE LIST]
+	local missing=() list=${1:-$PACKAGES}
+	for p in $list; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
@@ -125,8 +132,15 @@ test)
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -LE citus)
 	say "whole suite passed twice in $(( $(date +%s) - start )) s"
 	;;
+install)
+	prefix=${2:?usage: tests/devenv.sh install PREFIX}
+	install_deps "$BUILD_PACKAGES"
+	build "$ROOT/build-release" -DCMAKE_BUILD_TYPE=Release -DSYNCRELAY_TESTS=OFF
+	cmake --install "$ROOT/build-release" --prefix "$prefix" >/dev/null
+	say "installed into $prefix"
+	;;
 *)
-	echo "usage: tests/devenv.sh run|test" >&2
+	echo "usage: tests/devenv.sh run|test|install PREFIX" >&2
 	exit 2
 	;;
 esac

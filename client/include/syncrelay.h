@@ -8,7 +8,15 @@
  * Conventions: every call returns 0 (SR_OK) or a negative sr_err; sr_client_errmsg() then
  * says why in one line (a relay problem keeps its code, e.g. "relay refused: hlc-conflict: …").
  * Strings passed in are copied. Strings returned through `char **out` are the caller's to
- * free(). Handles are released with their _free, which accepts NULL.
+ * release with sr_free() (the C allocator's free() also works). Handles are released with
+ * their _free, which accepts NULL.
+ *
+ * Threads: a sr_client belongs to one thread at a time (no internal locking); different
+ * clients, on different stores, may be used from different threads at once. libcurl's
+ * global initialisation is not thread-safe: a threaded program calls
+ * curl_global_init(CURL_GLOBAL_DEFAULT) once before its threads start. Callbacks
+ * (sr_link_fn) run on the calling thread, inside the call that triggered them, while the
+ * store is in a transaction: they must not call back into the same client.
  */
 #ifndef SYNCRELAY_H
 #define SYNCRELAY_H
@@ -37,6 +45,10 @@ typedef enum sr_err {
 
 /* Fixed text for an error code. */
 const char *sr_strerror(int code);
+/* Releases a string the library returned through `char **out`; accepts NULL. */
+void sr_free(void *p);
+/* The library's version, "MAJOR.MINOR.PATCH". */
+const char *sr_version(void);
 
 typedef struct sr_client sr_client;
 
@@ -44,7 +56,8 @@ typedef struct sr_client sr_client;
  * *out is the caller's: release with sr_client_free(). */
 int sr_client_open(sr_client **out, const char *path);
 void sr_client_free(sr_client *c);
-/* The last error message on this handle; borrowed, valid until the next call. */
+/* The last error message on this handle; borrowed, valid until the next call. With NULL:
+ * why the last sr_client_open on this thread failed (SQLite's reason kept). */
 const char *sr_client_errmsg(const sr_client *c);
 
 /* Called when a pending reference resolves: record (model, record_id).field now points at a
@@ -59,6 +72,11 @@ void sr_client_set_progress(sr_client *c, int on);
  * token, keeps the device token and fetches the schema. */
 int sr_client_enroll(sr_client *c, const char *relay_url, const char *library_id,
 		     const char *join_token, const char *device_id, const char *name);
+
+/* The CA certificate file (PEM, absolute path) that the relay's TLS certificate must chain
+ * to, kept in the store; NULL or "" goes back to the system's CAs. SYNCRELAY_CA_FILE, when
+ * set, wins over it. Certificates are always verified. */
+int sr_client_set_ca_file(sr_client *c, const char *path);
 
 /* Pushes a schema document {"models":[…]} to the relay and keeps the result locally. */
 int sr_client_schema_set(sr_client *c, const char *schema_json);

@@ -58,6 +58,8 @@ void h_db_create(char *out, size_t n)
 		h_citus_prepare(out, name, 1);
 }
 
+const char *h_cainfo;
+
 void h_relay_spawn(struct relay *r, const char *db, const char *const *env, int *fd)
 {
 	static int counter;
@@ -97,7 +99,7 @@ void h_relay_spawn(struct relay *r, const char *db, const char *const *env, int 
 
 void h_relay_await(struct relay *r, int fd, double deadline)
 {
-	const char *prefix = "listening on http://127.0.0.1:";
+	const char *prefix = "listening on http://127.0.0.1:", *tls_prefix = "listening on https://127.0.0.1:";
 	char line[256] = "", *p;
 	size_t len = 0;
 
@@ -116,6 +118,11 @@ void h_relay_await(struct relay *r, int fd, double deadline)
 		line[len] = '\0';
 	}
 	close(fd);
+	if ((p = strstr(line, tls_prefix))) {
+		r->port = atoi(p + strlen(tls_prefix));
+		snprintf(r->url, sizeof r->url, "https://127.0.0.1:%d", r->port);
+		return;
+	}
 	p = strstr(line, prefix);
 	H_ASSERT(p, "unexpected first line from syncrelayd: %s", line);
 	r->port = atoi(p + strlen(prefix));
@@ -191,6 +198,8 @@ static CURLcode perform(CURL *c, struct resp *out, const char *method, const cha
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
+	if (h_cainfo)
+		curl_easy_setopt(c, CURLOPT_CAINFO, h_cainfo);
 	if (authorization) {
 		sr_buf_printf(&auth, "Authorization: %s", authorization);
 		hdr = curl_slist_append(hdr, auth.p);

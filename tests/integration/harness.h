@@ -47,6 +47,9 @@ struct resp {
 	char err[768];  /* h_xhttp: the transport failure, or "" */
 };
 
+/* The CA file every harness request trusts (for relays serving https), or NULL. */
+extern const char *h_cainfo;
+
 /* A fresh, empty database; its conninfo in out. Under tests/citus.sh, a distributed one. */
 void h_db_create(char *out, size_t n);
 /* Makes the fresh database name (conninfo on the coordinator) a Citus one, with its tables

@@ -253,6 +253,8 @@ static const char *const env_names[] = {
 	"DATABASE_URL",		   "SYNCRELAY_LISTEN",	   "SYNCRELAY_ADMIN_TOKEN",  "SYNCRELAY_MAX_BODY_BYTES",
 	"SYNCRELAY_MAX_BATCH",	   "SYNCRELAY_MAX_SKEW_MS", "SYNCRELAY_THREADS",	     "SYNCRELAY_DB_POOL",
 	"SYNCRELAY_MAX_WAIT",	   "SYNCRELAY_SHUTDOWN_GRACE", "SYNCRELAY_LOG_LEVEL",
+	"SYNCRELAY_CONFIG",	   "SYNCRELAY_TLS_CERT",	   "SYNCRELAY_TLS_KEY",	     "SYNCRELAY_LOG_FORMAT",
+	"SYNCRELAY_CORS_ORIGINS",  "SYNCRELAY_DB_WAIT",
 };
 
 static FILE *errf;
@@ -267,6 +269,11 @@ static void config_setup(void)
 	free(cfg.database_url);
 	free(cfg.listen);
 	free(cfg.admin_token);
+	free(cfg.config_file);
+	free(cfg.tls_cert);
+	free(cfg.tls_key);
+	free(cfg.log_format);
+	free(cfg.cors_origins);
 	memset(&cfg, 0, sizeof cfg);
 	/* keep config_load's messages to read them back */
 	errf = tmpfile();
