@@ -44,6 +44,12 @@ static const struct param params[] = {
 	 "seconds SIGTERM waits for in-flight requests"},
 	{"--log-level", "SYNCRELAY_LOG_LEVEL", P_INT, OFF(log_level), "2", 0, 3,
 	 "0 error, 1 warn, 2 info, 3 debug"},
+	{"--db-connect-timeout", "SYNCRELAY_DB_CONNECT_TIMEOUT", P_INT, OFF(db_connect_timeout_s), "5", 2, 600,
+	 "seconds one database (re)connect may take"},
+	{"--lock-timeout-ms", "SYNCRELAY_LOCK_TIMEOUT_MS", P_INT, OFF(lock_timeout_ms), "10000", 1,
+	 INT64_C(3600000), "longest wait for a row lock (a library's, during a push); then 503"},
+	{"--statement-timeout-ms", "SYNCRELAY_STATEMENT_TIMEOUT_MS", P_INT, OFF(statement_timeout_ms), "60000", 1,
+	 INT64_C(3600000), "longest a database statement may run; then 503"},
 };
 #define NPARAMS (sizeof params / sizeof params[0])
 

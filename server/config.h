@@ -16,6 +16,9 @@ struct config {
 	int64_t max_wait_s;
 	int64_t shutdown_grace_s;
 	int64_t log_level;
+	int64_t db_connect_timeout_s;
+	int64_t lock_timeout_ms;
+	int64_t statement_timeout_ms;
 };
 
 extern struct config cfg;

@@ -132,6 +132,12 @@ static enum MHD_Result send_reply(struct req *r, struct reply *rep)
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
 	if (rep->allow)
 		MHD_add_response_header(resp, "Allow", rep->allow);
+	if (rep->retry_after > 0) {
+		char secs[16];
+
+		snprintf(secs, sizeof secs, "%d", rep->retry_after);
+		MHD_add_response_header(resp, "Retry-After", secs);
+	}
 	ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
 	MHD_destroy_response(resp);
 	r->responded = rep->status;

@@ -26,6 +26,7 @@ struct reply {
 	char *body; /* malloc'd, handed to libmicrohttpd */
 	size_t len;
 	const char *allow; /* Allow header for 405 */
+	int retry_after;   /* seconds, sent as Retry-After when > 0; every 503 and 429 has one */
 };
 
 struct route;

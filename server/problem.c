@@ -49,6 +49,7 @@ static const char *title_of(const char *code)
 void reply_text(struct reply *out, int status, const char *ctype, char *text)
 {
 	free(out->body);
+	out->retry_after = 0;
 	out->status = status;
 	out->content_type = ctype;
 	out->body = text;
@@ -95,8 +96,13 @@ static void problem_v(struct reply *out, int status, const char *code, json_t *e
 	json_t *d = json_string(detail);
 	json_object_set_new(p, "detail", d ? d : json_string("request refused (detail not printable)"));
 	json_object_set_new(p, "code", json_string(code));
+	int chosen = out->retry_after;
+
 	reply_json(out, status, p);
 	out->content_type = "application/problem+json";
+	/* a caller may have chosen the delay (a rate limit); otherwise a second */
+	if (status == 503 || status == 429)
+		out->retry_after = chosen > 0 ? chosen : 1;
 }
 
 void reply_problem(struct reply *out, int status, const char *code, const char *fmt, ...)
