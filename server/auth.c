@@ -15,6 +15,8 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "longpoll.h"
+#include "ratelimit.h"
 #include "routes.h"
 
 int auth_token_new(char out[TOKEN_HEX + 4])
@@ -96,7 +98,7 @@ int auth_check(struct req *r, struct reply *out)
 	const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
 	const char *token;
 	int allowed = r->route->auth;
-	int rc;
+	int rc, wait;
 
 	if (!h || strncasecmp(h, "Bearer ", 7) || !*(token = h + 7)) {
 		reply_problem(out, 401, "unauthorized", "send \"Authorization: Bearer <token>\"");
@@ -123,6 +125,14 @@ int auth_check(struct req *r, struct reply *out)
 	if (!(allowed & r->auth.kind)) {
 		reply_problem(out, 403, "forbidden", "a %s token cannot do this",
 			      r->auth.kind == AUTH_JOIN ? "join" : "device");
+		return -1;
+	}
+	/* a resumed long-poll is the same request again, not a new one */
+	if (r->auth.kind == AUTH_DEVICE && r->poll_state == POLL_NONE &&
+	    (wait = ratelimit_take(r->auth.device_id, now_mono())) > 0) {
+		out->retry_after = wait;
+		reply_problem(out, 429, "rate-limited", "this device makes more than %lld requests a second; retry in %d s",
+			      (long long)cfg.rate_per_s, wait);
 		return -1;
 	}
 	return 0;

@@ -50,6 +50,18 @@ static const struct param params[] = {
 	 INT64_C(3600000), "longest wait for a row lock (a library's, during a push); then 503"},
 	{"--statement-timeout-ms", "SYNCRELAY_STATEMENT_TIMEOUT_MS", P_INT, OFF(statement_timeout_ms), "60000", 1,
 	 INT64_C(3600000), "longest a database statement may run; then 503"},
+	{"--max-connections", "SYNCRELAY_MAX_CONNECTIONS", P_INT, OFF(max_connections), "1000", 16, 1000000,
+	 "open connections served; a few more get a quick 503"},
+	{"--max-connections-per-ip", "SYNCRELAY_MAX_CONNECTIONS_PER_IP", P_INT, OFF(max_connections_per_ip), "512",
+	 1, 1000000, "open connections from one address; more are closed at once"},
+	{"--idle-timeout", "SYNCRELAY_IDLE_TIMEOUT", P_INT, OFF(idle_timeout_s), "30", 1, 3600,
+	 "seconds a connection may stay silent (held polls excepted)"},
+	{"--rate-per-s", "SYNCRELAY_RATE_PER_S", P_INT, OFF(rate_per_s), "100", 1, 1000000,
+	 "requests a second one device may make on average; then 429"},
+	{"--rate-burst", "SYNCRELAY_RATE_BURST", P_INT, OFF(rate_burst), "200", 1, 1000000,
+	 "requests one device may make at once above its rate"},
+	{"--max-polls-per-device", "SYNCRELAY_MAX_POLLS_PER_DEVICE", P_INT, OFF(max_polls_per_device), "8", 1, 100000,
+	 "long-polls one device may hold at once; a further one is answered at once"},
 };
 #define NPARAMS (sizeof params / sizeof params[0])
 

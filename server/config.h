@@ -19,6 +19,12 @@ struct config {
 	int64_t db_connect_timeout_s;
 	int64_t lock_timeout_ms;
 	int64_t statement_timeout_ms;
+	int64_t max_connections;
+	int64_t max_connections_per_ip;
+	int64_t idle_timeout_s;
+	int64_t rate_per_s;
+	int64_t rate_burst;
+	int64_t max_polls_per_device;
 };
 
 extern struct config cfg;

@@ -50,9 +50,12 @@ static const struct {
 	[ST_DEVICE_REVOKE] = {"device_revoke", 2,
 		"UPDATE devices SET revoked_at = coalesce(revoked_at, now())"
 		" WHERE library_id = $1 AND device_id = $2 RETURNING device_id"},
+	/* the notification wakes the library's held polls on every relay: each is authenticated
+	 * again when it resumes, so the revoked device's end at once with 401 */
 	[ST_TOKEN_REVOKE_DEVICE] = {"token_revoke_device", 2,
-		"UPDATE tokens SET revoked = true WHERE library_id = $1 AND device_id = $2"
-		" AND kind = 'device'"},
+		"WITH u AS (UPDATE tokens SET revoked = true WHERE library_id = $1 AND device_id = $2"
+		" AND kind = 'device' RETURNING library_id)"
+		" SELECT pg_notify('syncrelay', library_id::text) FROM (SELECT DISTINCT library_id FROM u) d"},
 	[ST_SCHEMA_SET] = {"schema_set", 3,
 		"UPDATE libraries SET schema_version = $2, schema_models = $3 WHERE library_id = $1"},
 	/* joins with unnest: one unique-index probe per key, never a filter over the library */

@@ -43,6 +43,7 @@ struct req {
 	size_t body_len, body_cap;
 	int body_too_large;
 	struct auth auth;
+	int authed; /* auth checked at the first call, before the body */
 	double t_start;
 	int responded;
 
@@ -89,6 +90,7 @@ void http_quiesce(void);
 /* Waits up to grace_s for in-flight requests, then stops the daemon. */
 void http_stop(int grace_s);
 int http_active_requests(void);
+int http_open_connections(void);
 
 double now_mono(void);
 int64_t now_unix_ms(void);

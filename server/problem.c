@@ -31,6 +31,7 @@ static const struct {
 	{"clock-skew", "HLC too far ahead of the relay clock"},
 	{"seq-ahead", "Acknowledged seq beyond head"},
 	{"too-large", "Request exceeds a limit"},
+	{"rate-limited", "Too many requests from this device"},
 	{"resync-required", "Cursor below the horizon"},
 	{"unavailable", "Relay temporarily unavailable"},
 	{"internal", "Internal error"},

@@ -1,4 +1,4 @@
-/* The route table: method, path pattern, handler, who may call, and the metric label. */
+/* The route table: method, path pattern, handler, who may call, the metric label and the body limit. */
 #ifndef SR_ROUTES_H
 #define SR_ROUTES_H
 
@@ -10,6 +10,7 @@ struct route {
 	handler_fn handler;
 	int auth; /* mask of enum auth_kind; AUTH_NONE for open routes */
 	const char *name;
+	long long max_body; /* most body bytes: 0 none (413 otherwise), -1 SYNCRELAY_MAX_BODY_BYTES */
 };
 
 extern const struct route routes[];
