@@ -62,6 +62,10 @@ static const struct param params[] = {
 	 "requests one device may make at once above its rate"},
 	{"--max-polls-per-device", "SYNCRELAY_MAX_POLLS_PER_DEVICE", P_INT, OFF(max_polls_per_device), "8", 1, 100000,
 	 "long-polls one device may hold at once; a further one is answered at once"},
+	{"--max-models", "SYNCRELAY_MAX_MODELS", P_INT, OFF(max_models), "256", 1, 100000,
+	 "models in a library schema; more are 413"},
+	{"--max-refs", "SYNCRELAY_MAX_REFS", P_INT, OFF(max_refs), "64", 0, 100000,
+	 "references of one model; more are 413"},
 };
 #define NPARAMS (sizeof params / sizeof params[0])
 

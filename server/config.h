@@ -25,6 +25,8 @@ struct config {
 	int64_t rate_per_s;
 	int64_t rate_burst;
 	int64_t max_polls_per_device;
+	int64_t max_models;
+	int64_t max_refs;
 };
 
 extern struct config cfg;

@@ -100,13 +100,110 @@ int req_arg_int(struct req *r, const char *name, long long def, long long min, l
 	return 0;
 }
 
+/* What a body would cost as a jansson tree, counted in one pass without allocating: the
+ * values in all, the containers, and the elements of the largest array directly inside the
+ * top-level object (a push's "changes"). Strings are skipped; the text need not be valid. */
+struct json_cost {
+	size_t values, containers, top_array;
+	int max_depth;
+};
+
+static void json_cost_scan(const char *p, size_t len, struct json_cost *c)
+{
+	const char *end = p + len;
+	uint64_t objects = 0; /* bit d-1: the container at depth d is an object (64 levels kept) */
+	size_t elems = 0;
+	int depth = 0, in_top_array = 0, expect_value = 1;
+
+	memset(c, 0, sizeof *c);
+	for (; p < end; p++) {
+		int open = *p == '{' || *p == '[', scalar = 0;
+
+		if (*p == '"') {
+			for (p++; p < end && *p != '"'; p++)
+				if (*p == '\\')
+					p++;
+			scalar = expect_value; /* else an object key */
+		} else if (open) {
+			depth++;
+			if (depth > c->max_depth)
+				c->max_depth = depth;
+			if (depth <= 64)
+				objects = *p == '{' ? objects | (UINT64_C(1) << (depth - 1))
+						    : objects & ~(UINT64_C(1) << (depth - 1));
+			c->values++;
+			c->containers++;
+			if (in_top_array && depth == 3)
+				elems++;
+			if (depth == 2 && *p == '[') {
+				in_top_array = 1;
+				elems = 0;
+			}
+			expect_value = *p == '[';
+			continue;
+		} else if (*p == '}' || *p == ']') {
+			if (depth == 2 && in_top_array) {
+				in_top_array = 0;
+				if (elems > c->top_array)
+					c->top_array = elems;
+			}
+			depth--;
+			expect_value = 0;
+			continue;
+		} else if (*p == ',') {
+			/* in an object a key comes next, in an array a value */
+			expect_value = depth < 1 || depth > 64 || !(objects & (UINT64_C(1) << (depth - 1)));
+			continue;
+		} else if (*p == ':') {
+			expect_value = 1;
+			continue;
+		} else if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+			continue;
+		} else {
+			/* a number or a literal: one value, however many bytes */
+			scalar = expect_value;
+			while (p + 1 < end && !strchr(",]}: \t\r\n\"{[", p[1]))
+				p++;
+		}
+		if (scalar) {
+			c->values++;
+			if (in_top_array && depth == 2)
+				elems++;
+		}
+		expect_value = 0;
+	}
+	if (in_top_array && elems > c->top_array)
+		c->top_array = elems;
+}
+
 json_t *req_json(struct req *r, struct reply *out)
 {
+	struct json_cost cost;
 	json_error_t err;
 	json_t *j;
 
 	if (!r->body_len) {
 		reply_problem(out, 400, "bad-request", "the request needs a JSON body");
+		return NULL;
+	}
+	/* refuse before building the tree: a body of tiny values ("{},{},...") would cost some
+	 * hundred bytes of jansson per three bytes of text. Bounds: at most max_batch elements in
+	 * a top-level array, one value per 8 bytes and one container per 16 (plus a little), which
+	 * keeps the tree within a small multiple of the body; real batches use far fewer. */
+	json_cost_scan(r->body, r->body_len, &cost);
+	if ((int64_t)cost.top_array > cfg.max_batch) {
+		reply_problem(out, 413, "too-large", "an array in the body holds more than %lld elements (the most"
+			      " changes in one batch)", (long long)cfg.max_batch);
+		return NULL;
+	}
+	if (cost.max_depth > JSON_PARSER_MAX_DEPTH) {
+		reply_problem(out, 400, "bad-request", "the body is not valid JSON: nested deeper than %d levels",
+			      JSON_PARSER_MAX_DEPTH);
+		return NULL;
+	}
+	if (cost.values > r->body_len / 8 + 1024 || cost.containers > r->body_len / 16 + 1024) {
+		reply_problem(out, 413, "too-large", "the body holds %zu JSON values in %zu bytes; at most one"
+			      " per 8 bytes (and one object or array per 16) are taken", cost.values, r->body_len);
 		return NULL;
 	}
 	j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);

@@ -360,3 +360,124 @@ Test(pressure, over_the_connection_cap_a_quick_503)
 	h_resp_free(&a.p);
 	h_relay_stop(&r);
 }
+
+/* The relay's peak resident memory in KiB (VmHWM), from /proc. */
+static long peak_kib(const struct relay *r)
+{
+	char path[64], line[256];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/status", (int)r->pid);
+	f = fopen(path, "r");
+	cr_assert(f, "cannot read %s", path);
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, "VmHWM:", 6))
+			v = atol(line + 6);
+	fclose(f);
+	cr_assert(v > 0, "no VmHWM in %s", path);
+	return v;
+}
+
+Test(pressure, a_push_costs_a_small_multiple_of_its_body, .timeout = 300)
+{
+	struct relay r;
+	struct lib l;
+	struct dev d;
+	struct resp p;
+	struct h_chb b = {0};
+	sr_buf junk = {0};
+	char hlc[SR_HLC_LEN + 1], id[SR_UUID_LEN + 1], *pad, *data, *body;
+	uint64_t ms = h_now_ms();
+	long base, after_junk, after_real;
+	long long head;
+	size_t len;
+	int i;
+
+	h_relay_start(&r, NULL, NULL);
+	h_fixture(&r, &l, &d, NULL);
+	h_push_ok(&r, &l, &d, h_batch(&d, ms, 0, 10), 10, 0);
+	head = h_lib_head(&r, &l);
+	base = peak_kib(&r);
+
+	/* 16 MiB less a little of "{}," in the changes array: refused before any tree is built */
+	sr_buf_puts(&junk, "{\"changes\":[");
+	while (junk.len < 16 * 1024 * 1024 - 64)
+		sr_buf_puts(&junk, "{},");
+	sr_buf_puts(&junk, "{}]}");
+	h_http_raw(&p, &r, "POST", h_lp(&l, "/changes"), NULL, NULL, 0);
+	h_resp_free(&p);
+	{
+		char auth[256];
+
+		snprintf(auth, sizeof auth, "Bearer %s", d.token);
+		h_http_raw(&p, &r, "POST", h_lp(&l, "/changes"), auth, junk.p, junk.len);
+	}
+	h_expect_problem(&p, 413, "too-large");
+	h_resp_free(&p);
+	after_junk = peak_kib(&r);
+	len = junk.len;
+	sr_buf_free(&junk);
+
+	/* a real batch of the same size: 10,000 changes of about 1.6 KB each */
+	pad = malloc(1601);
+	cr_assert(pad);
+	memset(pad, 'x', 1450);
+	pad[1450] = '\0';
+	data = malloc(1700);
+	cr_assert(data);
+	for (i = 0; i < 10000; i++) {
+		h_hlc(hlc, ms + 1, (uint64_t)i, d.id);
+		h_uuid(id);
+		snprintf(data, 1700, "{\"i\":%d,\"pad\":\"%s\"}", i, pad);
+		h_chb_add(&b, hlc, "entry", id, "upsert", data);
+	}
+	body = h_chb_end(&b);
+	cr_assert(strlen(body) < 16 * 1024 * 1024, "the real batch is %zu bytes", strlen(body));
+	{
+		size_t real_len = strlen(body);
+
+		h_push_ok(&r, &l, &d, body, 10000, 0);
+		after_real = peak_kib(&r);
+		cr_log_info("relay peak RSS: %ld KiB at rest; +%ld KiB after a %zu-byte body of \"{},\" (413); +%ld KiB"
+			    " after a real %zu-byte batch of 10,000 changes", base, after_junk - base, len,
+			    after_real - after_junk, real_len);
+		/* the junk body costs its buffer (at most twice its size while it arrives), no tree */
+		cr_assert((after_junk - base) * 1024L < (long)(3 * len), "a refused 16 MiB body raised the peak by %ld KiB",
+			  after_junk - base);
+		/* a real batch stays within a small multiple of its size */
+		cr_assert((after_real - base) * 1024L < (long)(12 * real_len),
+			  "a %zu-byte batch raised the peak by %ld KiB", real_len, after_real - base);
+	}
+	cr_assert_eq(h_lib_head(&r, &l), head + 10000);
+	free(pad);
+	free(data);
+	h_relay_stop(&r);
+}
+
+Test(pressure, schema_models_and_refs_are_capped)
+{
+	const char *env[] = {"SYNCRELAY_MAX_MODELS=3", "SYNCRELAY_MAX_REFS=2", NULL};
+	struct relay r;
+	struct lib l;
+	struct dev d;
+	struct resp before, after;
+
+	h_relay_start(&r, NULL, env);
+	h_fixture(&r, &l, &d, NULL); /* the reference schema: 3 models, at most 2 refs */
+	h_http(&before, &r, "GET", h_lp(&l, "/schema"), d.token, NULL);
+	h_expect_json(&before, 200);
+	h_http_problem(&r, "PUT", h_lp(&l, "/schema"), d.token,
+		       "{\"models\":[{\"name\":\"a\",\"kind\":\"shared\"},{\"name\":\"b\",\"kind\":\"shared\"},"
+		       "{\"name\":\"c\",\"kind\":\"shared\"},{\"name\":\"e\",\"kind\":\"shared\"}]}",
+		       413, "too-large");
+	h_http_problem(&r, "PUT", h_lp(&l, "/schema"), d.token,
+		       "{\"models\":[{\"name\":\"a\",\"kind\":\"shared\",\"refs\":[{\"field\":\"x\",\"model\":\"a\"},"
+		       "{\"field\":\"y\",\"model\":\"a\"},{\"field\":\"z\",\"model\":\"a\"}]}]}",
+		       413, "too-large");
+	h_http(&after, &r, "GET", h_lp(&l, "/schema"), d.token, NULL);
+	cr_assert_str_eq(after.body, before.body, "a refused schema changed the library's schema");
+	h_resp_free(&before);
+	h_resp_free(&after);
+	h_relay_stop(&r);
+}
