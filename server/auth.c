@@ -1,7 +1,8 @@
 /*
  * Authentication. Tokens are 256 random bits shown once; the relay stores only their
- * SHA-256, in the small global tokens table looked up by hash. The admin token comes
- * from the environment and is compared in constant time.
+ * SHA-256, in the small global tokens table looked up by hash (the time of an index probe
+ * says something about a hash, nothing about a token). The admin token comes from the
+ * environment and its digest is compared in constant time.
  */
 #include "auth.h"
 
@@ -46,13 +47,17 @@ void auth_token_hash(char out[65], const char *token)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* Compares digests, not the tokens: neither the admin token's length nor where a guess
+ * first differs shows in the time taken. */
 static int is_admin(const char *token)
 {
-	size_t n = strlen(token);
+	char want[65], got[65];
 
-	if (!cfg.admin_token || !*cfg.admin_token || n != strlen(cfg.admin_token))
+	if (!cfg.admin_token || !*cfg.admin_token)
 		return 0;
-	return CRYPTO_memcmp(token, cfg.admin_token, n) == 0;
+	auth_token_hash(want, cfg.admin_token);
+	auth_token_hash(got, token);
+	return CRYPTO_memcmp(want, got, 64) == 0;
 }
 
 /* Looks the token up; fills a->kind etc. Returns 0 found, 1 unknown, -1 database failure. */

@@ -56,6 +56,8 @@ static const struct {
 		"WITH u AS (UPDATE tokens SET revoked = true WHERE library_id = $1 AND device_id = $2"
 		" AND kind = 'device' RETURNING library_id)"
 		" SELECT pg_notify('syncrelay', library_id::text) FROM (SELECT DISTINCT library_id FROM u) d"},
+	[ST_TOKEN_REVOKE_JOIN] = {"token_revoke_join", 1,
+		"UPDATE tokens SET revoked = true WHERE library_id = $1 AND kind = 'join' AND NOT revoked"},
 	[ST_SCHEMA_SET] = {"schema_set", 3,
 		"UPDATE libraries SET schema_version = $2, schema_models = $3 WHERE library_id = $1"},
 	/* joins with unnest: one unique-index probe per key, never a filter over the library */

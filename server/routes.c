@@ -18,6 +18,8 @@ const struct route routes[] = {
 	{"POST", "/v1/libraries/{lib}/devices", h_device_enroll, JOIN | ADM, "device_enroll", SMALL},
 	{"GET", "/v1/libraries/{lib}/devices", h_device_list, DEV | ADM, "device_list", 0},
 	{"DELETE", "/v1/libraries/{lib}/devices/{dev}", h_device_revoke, DEV | ADM, "device_revoke", 0},
+	{"POST", "/v1/libraries/{lib}/join-token", h_join_token_rotate, ADM, "join_token_rotate", 0},
+	{"DELETE", "/v1/libraries/{lib}/join-token", h_join_token_revoke, ADM, "join_token_revoke", 0},
 	{"PUT", "/v1/libraries/{lib}/schema", h_schema_put, DEV | ADM, "schema_put", SCHEMA},
 	{"GET", "/v1/libraries/{lib}/schema", h_schema_get, DEV | ADM, "schema_get", 0},
 	{"POST", "/v1/libraries/{lib}/changes", h_changes_push, DEV, "push", -1},
