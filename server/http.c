@@ -20,6 +20,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "jsoncost.h"
 #include "log.h"
 #include "metrics.h"
 #include "longpoll.h"
@@ -75,105 +76,37 @@ int req_arg_flag(struct req *r, const char *name)
 	return s && (!strcmp(s, "1") || !strcmp(s, "true"));
 }
 
+int http_parse_int(const char *s, long long min, long long max, long long *out)
+{
+	char *end;
+	long long v;
+
+	/* strict: an optional '-' and digits only (strtoll alone takes "+1", " 1") */
+	if (!(s[0] >= '0' && s[0] <= '9') && !(s[0] == '-' && s[1] >= '0' && s[1] <= '9'))
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (*end || errno || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
 int req_arg_int(struct req *r, const char *name, long long def, long long min, long long max,
 		long long *val, struct reply *out)
 {
 	const char *s = req_arg(r, name);
-	char *end;
-	long long v;
 
 	if (!s) {
 		*val = def;
 		return 0;
 	}
-	/* strict: an optional '-' and digits only (strtoll alone takes "+1", " 1") */
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (!(s[0] >= '0' && s[0] <= '9') && !(s[0] == '-' && s[1] >= '0' && s[1] <= '9'))
-		errno = EINVAL;
-	if (!*s || *end || errno || v < min || v > max) {
+	if (http_parse_int(s, min, max, val)) {
 		reply_problem(out, 400, "bad-request", "query parameter \"%s\" must be an integer from %lld to %lld",
 			      name, min, max);
 		return -1;
 	}
-	*val = v;
 	return 0;
-}
-
-/* What a body would cost as a jansson tree, counted in one pass without allocating: the
- * values in all, the containers, and the elements of the largest array directly inside the
- * top-level object (a push's "changes"). Strings are skipped; the text need not be valid. */
-struct json_cost {
-	size_t values, containers, top_array;
-	int max_depth;
-};
-
-static void json_cost_scan(const char *p, size_t len, struct json_cost *c)
-{
-	const char *end = p + len;
-	uint64_t objects = 0; /* bit d-1: the container at depth d is an object (64 levels kept) */
-	size_t elems = 0;
-	int depth = 0, in_top_array = 0, expect_value = 1;
-
-	memset(c, 0, sizeof *c);
-	for (; p < end; p++) {
-		int open = *p == '{' || *p == '[', scalar = 0;
-
-		if (*p == '"') {
-			for (p++; p < end && *p != '"'; p++)
-				if (*p == '\\')
-					p++;
-			scalar = expect_value; /* else an object key */
-		} else if (open) {
-			depth++;
-			if (depth > c->max_depth)
-				c->max_depth = depth;
-			if (depth <= 64)
-				objects = *p == '{' ? objects | (UINT64_C(1) << (depth - 1))
-						    : objects & ~(UINT64_C(1) << (depth - 1));
-			c->values++;
-			c->containers++;
-			if (in_top_array && depth == 3)
-				elems++;
-			if (depth == 2 && *p == '[') {
-				in_top_array = 1;
-				elems = 0;
-			}
-			expect_value = *p == '[';
-			continue;
-		} else if (*p == '}' || *p == ']') {
-			if (depth == 2 && in_top_array) {
-				in_top_array = 0;
-				if (elems > c->top_array)
-					c->top_array = elems;
-			}
-			depth--;
-			expect_value = 0;
-			continue;
-		} else if (*p == ',') {
-			/* in an object a key comes next, in an array a value */
-			expect_value = depth < 1 || depth > 64 || !(objects & (UINT64_C(1) << (depth - 1)));
-			continue;
-		} else if (*p == ':') {
-			expect_value = 1;
-			continue;
-		} else if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
-			continue;
-		} else {
-			/* a number or a literal: one value, however many bytes */
-			scalar = expect_value;
-			while (p + 1 < end && !strchr(",]}: \t\r\n\"{[", p[1]))
-				p++;
-		}
-		if (scalar) {
-			c->values++;
-			if (in_top_array && depth == 2)
-				elems++;
-		}
-		expect_value = 0;
-	}
-	if (in_top_array && elems > c->top_array)
-		c->top_array = elems;
 }
 
 json_t *req_json(struct req *r, struct reply *out)

@@ -67,6 +67,9 @@ int req_arg_flag(struct req *r, const char *name);
 /* Integer query argument in [min, max], def when absent. 0, or -1 with a 400 in out. */
 int req_arg_int(struct req *r, const char *name, long long def, long long min, long long max,
 		long long *val, struct reply *out);
+/* Strict integer text (an optional '-' and digits, nothing else) in [min, max]: 0 with *out
+ * set, or -1. */
+int http_parse_int(const char *s, long long min, long long max, long long *out);
 /* Parses the JSON body; on failure fills a 400 problem and returns NULL. */
 json_t *req_json(struct req *r, struct reply *out);
 

@@ -3,7 +3,8 @@
 #   tests/devenv.sh run    install what is missing, build, start a private PostgreSQL cluster
 #                          (unless DATABASE_URL is set) and run syncrelayd in the foreground
 #   tests/devenv.sh test   the same set-up, then the whole suite: once as a -Werror build,
-#                          once more under AddressSanitizer + UBSan
+#                          once more under AddressSanitizer + UBSan, then the libFuzzer
+#                          targets for a bounded time each (tests/fuzz/run.sh)
 # The private cluster runs as an unprivileged user, on a free port and a private socket
 # directory, and is stopped when the command ends.
 set -euo pipefail
@@ -120,6 +121,8 @@ test)
 	build "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DSYNCRELAY_WERROR=ON -DSYNCRELAY_SANITIZE=ON
 	(cd "$ROOT/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2)
+	say "fuzz targets (skipped with a notice without clang; SYNCRELAY_FUZZ_SECONDS each)"
+	"$ROOT/tests/fuzz/run.sh"
 	say "whole suite passed twice in $(( $(date +%s) - start )) s"
 	;;
 *)
