@@ -66,6 +66,10 @@ static const struct param params[] = {
 	 "models in a library schema; more are 413"},
 	{"--max-refs", "SYNCRELAY_MAX_REFS", P_INT, OFF(max_refs), "64", 0, 100000,
 	 "references of one model; more are 413"},
+	{"--workers", "SYNCRELAY_WORKERS", P_INT, OFF(workers), "6", 1, 256,
+	 "request workers running database work (keep below --db-pool: authentication needs some)"},
+	{"--workers-per-library", "SYNCRELAY_WORKERS_PER_LIBRARY", P_INT, OFF(workers_per_library), "2", 1, 256,
+	 "requests of one library running at once; the rest wait their turn"},
 };
 #define NPARAMS (sizeof params / sizeof params[0])
 

@@ -27,6 +27,8 @@ struct config {
 	int64_t max_polls_per_device;
 	int64_t max_models;
 	int64_t max_refs;
+	int64_t workers;
+	int64_t workers_per_library;
 };
 
 extern struct config cfg;

@@ -2,8 +2,10 @@
  * HTTP daemon. libmicrohttpd runs a pool of poll() threads (not epoll: in 0.9.75 quiescing
  * an epoll pool races with its workers and can abort the process); each request is collected
  * into a struct req (its *req_cls), dispatched once its body is complete, and freed in
- * one completion callback. Held long-polls are suspended connections owned by longpoll.c,
- * so they take no thread while they wait.
+ * one completion callback. Everything that reads the database (authentication, handlers)
+ * runs on a request worker (workq.c) while the connection is suspended, so these threads
+ * never wait on the database. Held long-polls are suspended connections owned by
+ * longpoll.c, so they take no thread while they wait.
  */
 #include "http.h"
 
@@ -25,6 +27,7 @@
 #include "metrics.h"
 #include "longpoll.h"
 #include "routes.h"
+#include "workq.h"
 
 static struct MHD_Daemon *daemon_;
 static int active; /* requests between first call and completion */
@@ -155,7 +158,8 @@ json_t *req_json(struct req *r, struct reply *out)
 
 void http_suspend(struct req *r)
 {
-	MHD_suspend_connection(r->conn);
+	/* handlers run on request workers, their connection already suspended by the dispatch */
+	(void)r;
 }
 
 void http_resume(struct req *r)
@@ -277,11 +281,6 @@ static int early_checks(struct req *r, struct MHD_Connection *conn, struct reply
 			      (long long)cfg.max_connections);
 		return 1;
 	}
-	if (r->route->auth != AUTH_NONE) {
-		if (auth_check(r, rep))
-			return 1;
-		r->authed = 1;
-	}
 	return 0;
 }
 
@@ -295,6 +294,34 @@ static int dispatch(struct req *r, struct reply *rep)
 	if (r->route->auth != AUTH_NONE && (!r->authed || r->poll_state != POLL_NONE) && auth_check(r, rep))
 		return HANDLER_DONE;
 	return r->route->handler(r, rep);
+}
+
+/* ---- the work of a request, on a request worker (workq.c) ---- */
+
+static void job_done(struct req *r)
+{
+	__atomic_store_n(&r->job_done, 1, __ATOMIC_SEQ_CST);
+	MHD_resume_connection(r->conn);
+}
+
+static void job_handler(struct req *r)
+{
+	/* parked as a long-poll: the connection stays suspended until longpoll.c resumes it,
+	 * and r may already be running again on another worker: touch nothing */
+	if (dispatch(r, &r->job_reply) == HANDLER_SUSPEND)
+		return;
+	job_done(r);
+}
+
+/* Suspends the connection and queues fn on r's lane; 0, or -1 with rep filled. */
+static int submit(struct req *r, const char *lane, workq_fn fn, struct reply *rep)
+{
+	MHD_suspend_connection(r->conn);
+	if (workq_submit(lane, r, fn) == 0)
+		return 0;
+	MHD_resume_connection(r->conn);
+	reply_problem(rep, 503, "unavailable", "the relay is stopping or out of memory; retry later");
+	return -1;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -342,8 +369,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		if (early_checks(r, conn, &rep))
 			return send_reply(r, &rep);
+		/* the token is checked before the body is read. This one short read runs here: a
+		 * connection suspended before its body is in is resumed by libmicrohttpd 0.9.75 with
+		 * a call that looks like the end of the body. The pool keeps connections beyond the
+		 * workers' for it (SYNCRELAY_DB_POOL > SYNCRELAY_WORKERS). */
+		if (r->route->auth != AUTH_NONE) {
+			if (auth_check(r, &rep))
+				return send_reply(r, &rep);
+			r->authed = 1;
+		}
 		return MHD_YES;
 	}
+	if (__atomic_exchange_n(&r->job_done, 0, __ATOMIC_SEQ_CST))
+		return send_reply(r, &r->job_reply); /* a worker's answer */
 	if (r->responded)
 		return MHD_YES; /* an early reply was queued; the rest of the body is dropped */
 
@@ -373,8 +411,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 
+	/* complete (or a held poll resumed): what needs no database runs here, the rest on a worker */
+	if (!routes_inline(r->route)) {
+		if (submit(r, r->lib[0] ? r->lib : "", job_handler, &rep))
+			return send_reply(r, &rep);
+		return MHD_YES;
+	}
 	if (dispatch(r, &rep) == HANDLER_SUSPEND)
-		return MHD_YES; /* longpoll.c suspended the connection */
+		return MHD_YES;
 	return send_reply(r, &rep);
 }
 

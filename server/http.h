@@ -44,6 +44,8 @@ struct req {
 	int body_too_large;
 	struct auth auth;
 	int authed; /* auth checked at the first call, before the body */
+	int job_done; /* a worker filled job_reply: the next call sends it */
+	struct reply job_reply;
 	double t_start;
 	int responded;
 
@@ -83,7 +85,8 @@ void reply_problem(struct reply *out, int status, const char *code, const char *
 void reply_problem_x(struct reply *out, int status, const char *code, json_t *extra,
 		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* Suspend / resume for longpoll.c. */
+/* Suspend / resume for longpoll.c. Handlers run with their connection already suspended,
+ * so http_suspend only documents the hold; http_resume runs the handler again. */
 void http_suspend(struct req *r);
 void http_resume(struct req *r);
 

@@ -11,6 +11,7 @@
 #include "migrate.h"
 #include "notify.h"
 #include "longpoll.h"
+#include "workq.h"
 
 int main(int argc, char **argv)
 {
@@ -43,6 +44,10 @@ int main(int argc, char **argv)
 		log_error("could not start the notification listener");
 		return 1;
 	}
+	if (workq_start((int)cfg.workers, (int)cfg.workers_per_library)) {
+		log_error("could not start the request workers");
+		return 1;
+	}
 	if (http_start(cfg.listen, &port))
 		return 1;
 	if (!cfg.admin_token || !*cfg.admin_token)
@@ -58,6 +63,7 @@ int main(int argc, char **argv)
 	http_quiesce();
 	poll_shutdown();
 	http_stop((int)cfg.shutdown_grace_s);
+	workq_stop();
 	notify_stop();
 	db_pool_close();
 	log_info("stopped");

@@ -34,6 +34,11 @@ const struct route routes[] = {
 };
 const int routes_count = (int)(sizeof routes / sizeof routes[0]);
 
+int routes_inline(const struct route *rt)
+{
+	return rt->handler == h_healthz || rt->handler == h_metrics;
+}
+
 /* Matches one pattern against path. Returns 1 on match, 0 on none, -1 when the shape
  * matches but a {lib}/{dev} segment is not a canonical UUID. */
 static int match_pattern(const char *pat, const char *path, char *lib, char *dev)

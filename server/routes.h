@@ -16,6 +16,9 @@ struct route {
 extern const struct route routes[];
 extern const int routes_count;
 
+/* 1 for routes that need no database (health, metrics): they run on the HTTP thread. */
+int routes_inline(const struct route *rt);
+
 enum route_match { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD, ROUTE_BAD_ID };
 
 /* Matches path and method; on ROUTE_FOUND fills r->route, r->lib, r->dev. On
