@@ -442,6 +442,18 @@ Test(pressure, a_push_costs_a_small_multiple_of_its_body, .timeout = 300)
 		cr_log_info("relay peak RSS: %ld KiB at rest; +%ld KiB after a %zu-byte body of \"{},\" (413); +%ld KiB"
 			    " after a real %zu-byte batch of 10,000 changes", base, after_junk - base, len,
 			    after_real - after_junk, real_len);
+#ifdef __SANITIZE_ADDRESS__
+		/* AddressSanitizer's redzones and quarantine inflate every allocation: the bound is
+		 * checked in the plain build only */
+		cr_log_info("AddressSanitizer build: memory bounds not checked");
+		if (after_real >= 0) {
+			cr_assert_eq(h_lib_head(&r, &l), head + 10000);
+			free(pad);
+			free(data);
+			h_relay_stop(&r);
+			return;
+		}
+#endif
 		/* the junk body costs its buffer (at most twice its size while it arrives), no tree */
 		cr_assert((after_junk - base) * 1024L < (long)(3 * len), "a refused 16 MiB body raised the peak by %ld KiB",
 			  after_junk - base);
