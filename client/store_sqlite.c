@@ -1,10 +1,12 @@
 /* The SQLite replica store: schema, cached prepared statements, WAL and busy timeout. */
 #include "store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
 	Q_META_GET, Q_META_SET, Q_REC_GET, Q_REC_HEAD, Q_REC_PUT, Q_REC_DEL, Q_OUT_ADD, Q_OUT_PEEK, Q_OUT_DEL,
@@ -86,6 +88,10 @@ int store_open(struct store **out, const char *path, char *err, size_t errlen)
 	*out = NULL;
 	if (!s)
 		return -1;
+	/* the store holds the device token: create it readable by its owner only (SQLite gives
+	 * its -wal and -shm files the same mode) */
+	if (strcmp(path, ":memory:") && (i = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) >= 0)
+		close(i);
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 			    NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "could not open store \"%s\": %s", path,

@@ -69,13 +69,13 @@ static int origin_allowed(const char *origin)
 	return 0;
 }
 
-void access_headers(struct req *r, struct MHD_Response *resp, int status, const char *allow)
+void access_headers(struct req *r, struct MHD_Response *resp, int status, const char *allow, const char *code)
 {
 	const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
 
 	MHD_add_response_header(resp, "X-Request-Id", r->request_id);
 	if (status >= 400 && r->route && !strcmp(r->route->name, "push"))
-		metrics_push_refused(problem_last_code());
+		metrics_push_refused(code);
 	if (status == 401) {
 		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"syncrelay\"");
 	}

@@ -12,7 +12,7 @@ void access_request_id(struct MHD_Connection *conn, char out[65]);
 /* Sets the thread's current request id (NULL: none). */
 void access_set_current(const char *id);
 /* Headers on every reply: X-Request-Id, CORS for an allowed Origin, WWW-Authenticate on 401. */
-void access_headers(struct req *r, struct MHD_Response *resp, int status, const char *allow);
+void access_headers(struct req *r, struct MHD_Response *resp, int status, const char *allow, const char *code);
 /* The answer to OPTIONS on a path that takes the methods in allow: 204 with Allow and, for a
  * CORS preflight from an allowed origin, the Access-Control-Allow-* headers. */
 void access_options(struct req *r, const char *allow, struct reply *out);

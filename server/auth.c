@@ -1,7 +1,8 @@
 /*
  * Authentication. Tokens are 256 random bits shown once; the relay stores only their
- * SHA-256, in the small global tokens table looked up by hash. The admin token comes
- * from the environment and is compared in constant time.
+ * SHA-256, in the small global tokens table looked up by hash (the time of an index probe
+ * says something about a hash, nothing about a token). The admin token comes from the
+ * environment and its digest is compared in constant time.
  */
 #include "auth.h"
 
@@ -15,6 +16,8 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "longpoll.h"
+#include "ratelimit.h"
 #include "routes.h"
 
 int auth_token_new(char out[TOKEN_HEX + 4])
@@ -44,13 +47,17 @@ void auth_token_hash(char out[65], const char *token)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
+/* Compares digests, not the tokens: neither the admin token's length nor where a guess
+ * first differs shows in the time taken. */
 static int is_admin(const char *token)
 {
-	size_t n = strlen(token);
+	char want[65], got[65];
 
-	if (!cfg.admin_token || !*cfg.admin_token || n != strlen(cfg.admin_token))
+	if (!cfg.admin_token || !*cfg.admin_token)
 		return 0;
-	return CRYPTO_memcmp(token, cfg.admin_token, n) == 0;
+	auth_token_hash(want, cfg.admin_token);
+	auth_token_hash(got, token);
+	return CRYPTO_memcmp(want, got, 64) == 0;
 }
 
 /* Looks the token up; fills a->kind etc. Returns 0 found, 1 unknown, -1 database failure. */
@@ -96,7 +103,7 @@ int auth_check(struct req *r, struct reply *out)
 	const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
 	const char *token;
 	int allowed = r->route->auth;
-	int rc;
+	int rc, wait;
 
 	if (!h || strncasecmp(h, "Bearer ", 7) || !*(token = h + 7)) {
 		reply_problem(out, 401, "unauthorized", "send \"Authorization: Bearer <token>\"");
@@ -123,6 +130,14 @@ int auth_check(struct req *r, struct reply *out)
 	if (!(allowed & r->auth.kind)) {
 		reply_problem(out, 403, "forbidden", "a %s token cannot do this",
 			      r->auth.kind == AUTH_JOIN ? "join" : "device");
+		return -1;
+	}
+	/* a resumed long-poll is the same request again, not a new one */
+	if (r->auth.kind == AUTH_DEVICE && r->poll_state == POLL_NONE &&
+	    (wait = ratelimit_take(r->auth.device_id, now_mono())) > 0) {
+		out->retry_after = wait;
+		reply_problem(out, 429, "rate-limited", "this device makes more than %lld requests a second; retry in %d s",
+			      (long long)cfg.rate_per_s, wait);
 		return -1;
 	}
 	return 0;

@@ -27,6 +27,19 @@ struct config {
 	char *log_format;    /* "text" or "json" */
 	char *cors_origins;  /* comma-separated allowed origins, "*", or NULL (CORS off) */
 	int64_t db_wait_s;   /* how long start-up retries the database */
+	int64_t db_connect_timeout_s;
+	int64_t lock_timeout_ms;
+	int64_t statement_timeout_ms;
+	int64_t max_connections;
+	int64_t max_connections_per_ip;
+	int64_t idle_timeout_s;
+	int64_t rate_per_s;
+	int64_t rate_burst;
+	int64_t max_polls_per_device;
+	int64_t max_models;
+	int64_t max_refs;
+	int64_t workers;
+	int64_t workers_per_library;
 };
 
 /* the longest retention (100 years: its cutoff stays within PostgreSQL's timestamps) */

@@ -6,12 +6,14 @@
 #include "db.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "config.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -54,8 +56,9 @@ static const struct {
 	[ST_DEVICE_GET] = {"device_get", 2,
 		"SELECT revoked_at IS NOT NULL FROM devices WHERE library_id = $1 AND device_id = $2"},
 	[ST_TOKEN_REVOKE_DEVICE] = {"token_revoke_device", 2,
-		"UPDATE tokens SET revoked = true WHERE library_id = $1 AND device_id = $2"
-		" AND kind = 'device'"},
+		"UPDATE tokens SET revoked = true WHERE library_id = $1 AND device_id = $2 AND kind = 'device'"},
+	[ST_TOKEN_REVOKE_JOIN] = {"token_revoke_join", 1,
+		"UPDATE tokens SET revoked = true WHERE library_id = $1 AND kind = 'join' AND NOT revoked"},
 	[ST_SCHEMA_SET] = {"schema_set", 3,
 		"UPDATE libraries SET schema_version = $2, schema_models = $3 WHERE library_id = $1"},
 	/* joins with unnest: one unique-index probe per key, never a filter over the library */
@@ -185,14 +188,30 @@ static struct {
 	pthread_cond_t cond;
 	char *conninfo;
 	PGconn **conns;
+	char *ready; /* 1 when conns[i] is connected, set up and has every statement prepared */
 	int *free_stack;
 	int nfree;
 	int size;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
+/* Our connection settings come first and the operator's conninfo (expanded from dbname)
+ * after, so that anything the operator wrote wins. Keepalives notice a peer that vanished
+ * without closing (a half-open connection); connect_timeout bounds every (re)connect. */
+static const char *const conn_keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+					 "keepalives_interval", "keepalives_count", "dbname", NULL};
+
+PGconn *db_connect_start(const char *conninfo, int async)
+{
+	char timeout[24];
+	const char *vals[] = {timeout, "1", "10", "5", "3", conninfo, NULL};
+
+	snprintf(timeout, sizeof timeout, "%lld", (long long)cfg.db_connect_timeout_s);
+	return async ? PQconnectStartParams(conn_keys, vals, 1) : PQconnectdbParams(conn_keys, vals, 1);
+}
+
 PGconn *db_connect(const char *conninfo)
 {
-	PGconn *c = PQconnectdb(conninfo);
+	PGconn *c = db_connect_start(conninfo, 0);
 
 	if (PQstatus(c) != CONNECTION_OK) {
 		log_error("could not connect to the database: %s", PQerrorMessage(c));
@@ -202,10 +221,33 @@ PGconn *db_connect(const char *conninfo)
 	return c;
 }
 
+/* Deadlines for every pooled session: a wait on a row lock or a runaway statement ends
+ * as an error the request maps to 503 unavailable, never as a hang. Run before the
+ * statement table is prepared, so it is not part of it. */
+static int session_setup(PGconn *c)
+{
+	char lock_ms[24], stmt_ms[24];
+	const char *params[2] = {lock_ms, stmt_ms};
+	PGresult *res;
+	int ok;
+
+	snprintf(lock_ms, sizeof lock_ms, "%lld", (long long)cfg.lock_timeout_ms);
+	snprintf(stmt_ms, sizeof stmt_ms, "%lld", (long long)cfg.statement_timeout_ms);
+	res = PQexecParams(c, "SELECT set_config('lock_timeout', $1, false),"
+			   " set_config('statement_timeout', $2, false)", 2, NULL, params, NULL, NULL, 0);
+	ok = db_ok(res);
+	if (!ok)
+		log_error("could not set the session deadlines: %s", PQresultErrorMessage(res));
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
 static int prepare_all(PGconn *c)
 {
 	int i;
 
+	if (session_setup(c))
+		return -1;
 	for (i = 0; i < ST_COUNT; i++) {
 		PGresult *res = PQprepare(c, stmts[i].name, stmts[i].sql, stmts[i].nparams, NULL);
 		int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
@@ -231,15 +273,50 @@ PGconn *db_connect_prepared(const char *conninfo)
 	return c;
 }
 
-static PGconn *open_prepared(void)
+static int conn_index(const PGconn *c)
 {
-	PGconn *c = db_connect(pool.conninfo);
+	int i;
 
-	if (c && prepare_all(c)) {
-		PQfinish(c);
-		return NULL;
+	for (i = 0; i < pool.size; i++)
+		if (pool.conns[i] == c)
+			return i;
+	return -1;
+}
+
+/* 1 when an idle session shows signs of a lost server: libpq already knows it is bad, or its
+ * socket is readable although no query is outstanding (an idle backend sends nothing unless
+ * it is terminating: the FATAL of a shutdown, or end of file). */
+static int conn_suspect(PGconn *c)
+{
+	struct pollfd pfd = {.events = POLLIN};
+
+	if (PQstatus(c) != CONNECTION_OK)
+		return 1;
+	pfd.fd = PQsocket(c);
+	if (pfd.fd < 0)
+		return 1;
+	return poll(&pfd, 1, 0) != 0;
+}
+
+/* Reconnects conns[i] (bounded by connect_timeout) and prepares again; the slot is marked
+ * ready only when all of that worked, so an unprepared session is never handed out. */
+static int db_down; /* 1 from a failed renewal to the next good one: one log line per outage */
+
+static int conn_renew(int i)
+{
+	PGconn *c = pool.conns[i];
+
+	pool.ready[i] = 0;
+	PQreset(c);
+	if (PQstatus(c) != CONNECTION_OK || prepare_all(c)) {
+		if (!__atomic_exchange_n(&db_down, 1, __ATOMIC_SEQ_CST))
+			log_warn("database connection lost and could not be re-established: %s", PQerrorMessage(c));
+		return -1;
 	}
-	return c;
+	pool.ready[i] = 1;
+	if (__atomic_exchange_n(&db_down, 0, __ATOMIC_SEQ_CST))
+		log_info("database connections are being re-established");
+	return 0;
 }
 
 int db_pool_open(const char *conninfo, int size)
@@ -248,14 +325,16 @@ int db_pool_open(const char *conninfo, int size)
 
 	pool.conninfo = strdup(conninfo);
 	pool.conns = calloc((size_t)size, sizeof *pool.conns);
+	pool.ready = calloc((size_t)size, 1);
 	pool.free_stack = calloc((size_t)size, sizeof *pool.free_stack);
-	if (!pool.conninfo || !pool.conns || !pool.free_stack)
+	if (!pool.conninfo || !pool.conns || !pool.ready || !pool.free_stack)
 		return -1;
 	pool.size = size;
 	for (i = 0; i < size; i++) {
-		pool.conns[i] = open_prepared();
-		if (!pool.conns[i])
+		pool.conns[i] = db_connect(pool.conninfo);
+		if (!pool.conns[i] || prepare_all(pool.conns[i]))
 			return -1;
+		pool.ready[i] = 1;
 		pool.free_stack[pool.nfree++] = i;
 	}
 	return 0;
@@ -268,9 +347,11 @@ void db_pool_close(void)
 	for (i = 0; i < pool.size; i++)
 		PQfinish(pool.conns[i]);
 	free(pool.conns);
+	free(pool.ready);
 	free(pool.free_stack);
 	free(pool.conninfo);
 	pool.conns = NULL;
+	pool.ready = NULL;
 	pool.free_stack = NULL;
 	pool.conninfo = NULL;
 	pool.size = pool.nfree = 0;
@@ -291,10 +372,17 @@ int db_pool_in_use(void)
 	return n;
 }
 
+static void put_back(int idx)
+{
+	pthread_mutex_lock(&pool.lock);
+	pool.free_stack[pool.nfree++] = idx;
+	pthread_cond_signal(&pool.cond);
+	pthread_mutex_unlock(&pool.lock);
+}
+
 PGconn *db_acquire(void)
 {
 	struct timespec deadline;
-	PGconn *c = NULL;
 	int idx = -1;
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
@@ -304,46 +392,68 @@ PGconn *db_acquire(void)
 		if (pthread_cond_timedwait(&pool.cond, &pool.lock, &deadline) == ETIMEDOUT)
 			break;
 	}
-	if (pool.nfree > 0) {
+	if (pool.nfree > 0)
 		idx = pool.free_stack[--pool.nfree];
-		c = pool.conns[idx];
-	}
 	pthread_mutex_unlock(&pool.lock);
-	if (!c)
+	if (idx < 0)
 		return NULL;
-	if (PQstatus(c) != CONNECTION_OK) {
-		/* the server went away: reconnect, and prepare again on the new session */
-		PQreset(c);
-		if (PQstatus(c) != CONNECTION_OK || prepare_all(c)) {
-			log_warn("database connection lost and could not be re-established: %s",
-				 PQerrorMessage(c));
-			db_release(c);
-			return NULL;
-		}
+	if ((!pool.ready[idx] || conn_suspect(pool.conns[idx])) && conn_renew(idx)) {
+		put_back(idx);
+		return NULL;
 	}
-	return c;
+	return pool.conns[idx];
 }
 
 void db_release(PGconn *c)
 {
-	int i;
+	int idx;
 
 	if (!c)
 		return;
+	idx = conn_index(c);
+	if (idx < 0)
+		return;
 	if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
 		db_rollback(c);
-	pthread_mutex_lock(&pool.lock);
-	for (i = 0; i < pool.size; i++)
-		if (pool.conns[i] == c)
-			pool.free_stack[pool.nfree++] = i;
-	pthread_cond_signal(&pool.cond);
-	pthread_mutex_unlock(&pool.lock);
+	if (PQstatus(c) != CONNECTION_OK)
+		pool.ready[idx] = 0; /* renewed by the next db_acquire */
+	put_back(idx);
+}
+
+int db_lost(PGconn *c, const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	if (PQstatus(c) != CONNECTION_OK)
+		return 1;
+	/* class 08 connection exception; 57P01-57P03 the server is shutting down or starting */
+	return state && (!strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
+			 !strcmp(state, "57P03"));
+}
+
+/* After a statement outside a transaction lost its session: renews it and says whether the
+ * statement may simply run again (1). Only a read, or a BEGIN, is run again: a write whose
+ * commit was lost with the connection might have happened. */
+static int retry_after_loss(PGconn *c, int rerunnable)
+{
+	int idx = conn_index(c);
+
+	if (idx < 0 || !rerunnable)
+		return 0;
+	log_debug("database connection lost under a statement; renewing it and running the statement again");
+	return conn_renew(idx) == 0;
 }
 
 PGresult *db_exec(PGconn *c, enum stmt s, const char *const *params)
 {
+	int idle = PQtransactionStatus(c) == PQTRANS_IDLE;
 	PGresult *res = PQexecPrepared(c, stmts[s].name, stmts[s].nparams, params, NULL, NULL, 0);
 
+	/* a read on its own, outside a transaction, is retried once on a fresh session */
+	if (!db_ok(res) && idle && db_lost(c, res) && retry_after_loss(c, !strncmp(stmts[s].sql, "SELECT ", 7))) {
+		PQclear(res);
+		res = PQexecPrepared(c, stmts[s].name, stmts[s].nparams, params, NULL, NULL, 0);
+	}
 	if (!db_ok(res))
 		log_debug("statement \"%s\" failed: %s", stmts[s].name, PQresultErrorMessage(res));
 	return res;
@@ -377,14 +487,29 @@ static int simple(PGconn *c, const char *sql)
 	return ok ? 0 : -1;
 }
 
+/* A BEGIN that lost its session did nothing: it is safe to renew the session and begin again. */
+static int begin(PGconn *c, const char *sql)
+{
+	PGresult *res = PQexec(c, sql);
+	int ok = db_ok(res);
+
+	if (!ok && db_lost(c, res) && retry_after_loss(c, 1)) {
+		PQclear(res);
+		res = PQexec(c, sql);
+		ok = db_ok(res);
+	}
+	PQclear(res);
+	return ok ? 0 : -1;
+}
+
 int db_begin(PGconn *c)
 {
-	return simple(c, "BEGIN");
+	return begin(c, "BEGIN");
 }
 
 int db_begin_snapshot(PGconn *c)
 {
-	return simple(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+	return begin(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
 }
 
 int db_commit(PGconn *c)
@@ -415,8 +540,10 @@ void db_problem(struct reply *out, PGconn *c, const PGresult *res)
 			      "the database connection was lost during the request; retry later");
 		return;
 	}
-	if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strncmp(state, "57", 2) ||
-		      !strncmp(state, "08", 2) || !strcmp(state, "53300"))) {
+	/* serialization, deadlock, lock_timeout (55P03), statement_timeout and shutdown (57),
+	 * lost connection (08), too many connections (53300): all pass; the client retries */
+	if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strcmp(state, "55P03") ||
+		      !strncmp(state, "57", 2) || !strncmp(state, "08", 2) || !strcmp(state, "53300"))) {
 		if (res)
 			log_warn("database error (SQLSTATE %s): %s", state, PQresultErrorMessage(res));
 		reply_problem(out, 503, "unavailable",

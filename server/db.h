@@ -21,6 +21,7 @@ enum stmt {
 	ST_DEVICE_REVOKE,
 	ST_DEVICE_GET,
 	ST_TOKEN_REVOKE_DEVICE,
+	ST_TOKEN_REVOKE_JOIN,
 	ST_SCHEMA_SET,
 	ST_PUSH_DUPS,
 	ST_PUSH_CURRENT,
@@ -59,7 +60,10 @@ void db_pool_close(void);
 int db_pool_size(void);
 int db_pool_in_use(void);
 
-/* Borrows a connection, waiting up to a few seconds; NULL when none could be had. */
+/* Borrows a connection, waiting up to a few seconds; NULL when none could be had. A session
+ * that shows signs of a lost server is renewed (reconnected, set up, prepared) first; one that
+ * cannot be renewed is not handed out. A read run outside a transaction (db_exec) and a BEGIN
+ * are retried once on a renewed session when the session is lost under them. */
 PGconn *db_acquire(void);
 void db_release(PGconn *c);
 
@@ -76,11 +80,18 @@ void db_rollback(PGconn *c);
 /* Fills out with the problem for a failed statement (res may be NULL: no connection). */
 void db_problem(struct reply *out, PGconn *c, const PGresult *res);
 
-/* Opens a standalone connection (migrations, LISTEN). NULL after logging why. */
+/* Opens a standalone connection (migrations, LISTEN) with keepalives and the connect timeout.
+ * NULL after logging why. */
 PGconn *db_connect(const char *conninfo);
 /* db_connect with every statement prepared, for a thread that keeps a session of its own
  * (compaction holds an advisory lock across transactions). NULL after logging why. */
 PGconn *db_connect_prepared(const char *conninfo);
+/* The same settings, blocking (async 0, as PQconnectdbParams) or to be driven with
+ * PQconnectPoll (async 1). Never NULL except out of memory; the caller PQfinish()es. */
+PGconn *db_connect_start(const char *conninfo, int async);
+/* 1 when a failed statement on c failed because the session was lost (the server went away,
+ * shut down or restarted), rather than for what the statement did. */
+int db_lost(PGconn *c, const PGresult *res);
 
 
 

@@ -142,6 +142,13 @@ int h_device_revoke(struct req *r, struct reply *out)
 	PQclear(res);
 	if (!(res = db_step(c, ST_TOKEN_REVOKE_DEVICE, p, out)))
 		goto cleanup;
+	PQclear(res);
+	/* the notification wakes the library's held polls on every relay: each is authenticated
+	 * again when it resumes, so the revoked device's end at once with 401. A statement of its
+	 * own, touching no table: on Citus a NOTIFY beside a distributed write would run on a
+	 * worker (where no relay listens) and block its commit */
+	if (!(res = db_step(c, ST_PUSH_NOTIFY, p, out)))
+		goto cleanup;
 	if (db_commit(c)) {
 		db_problem(out, c, NULL);
 		goto cleanup;

@@ -6,6 +6,7 @@
 #include "handlers.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "notify.h"
 
 int h_healthz(struct req *r, struct reply *out)
 {
@@ -23,7 +24,9 @@ int h_readyz(struct req *r, struct reply *out)
 		reply_problem(out, 503, "unavailable", "the database is unreachable");
 		return HANDLER_DONE;
 	}
-	if (atoi(PQgetvalue(res, 0, 0)) < migrate_latest())
+	if (!notify_connected())
+		reply_problem(out, 503, "unavailable", "the notification listener is reconnecting to the database");
+	else if (atoi(PQgetvalue(res, 0, 0)) < migrate_latest())
 		reply_problem(out, 503, "unavailable", "database schema is at version %s, the relay needs %d",
 			      PQgetvalue(res, 0, 0), migrate_latest());
 	else

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "config.h"
 #include "db.h"
 #include "handlers.h"
 #include "library.h"
@@ -24,6 +25,28 @@ static int problem_for(struct reply *out, int rc, const char *err)
 	return HANDLER_DONE;
 }
 
+/* 1 with a 413 in out when models or one model's refs exceed their caps. */
+static int schema_too_large(const json_t *models, struct reply *out)
+{
+	size_t i;
+
+	if ((int64_t)json_array_size(models) > cfg.max_models) {
+		reply_problem(out, 413, "too-large", "a schema holds at most %lld models, this one %zu",
+			      (long long)cfg.max_models, json_array_size(models));
+		return 1;
+	}
+	for (i = 0; i < json_array_size(models); i++) {
+		const json_t *refs = json_object_get(json_array_get(models, i), "refs");
+
+		if ((int64_t)json_array_size(refs) > cfg.max_refs) {
+			reply_problem(out, 413, "too-large", "a model holds at most %lld refs, model %zu holds %zu",
+				      (long long)cfg.max_refs, i, json_array_size(refs));
+			return 1;
+		}
+	}
+	return 0;
+}
+
 int h_schema_put(struct req *r, struct reply *out)
 {
 	json_t *body = req_json(r, out), *order = NULL;
@@ -36,6 +59,9 @@ int h_schema_put(struct req *r, struct reply *out)
 
 	if (!body)
 		return HANDLER_DONE;
+	/* ordering is quadratic in models and refs and runs again on every push: bound both */
+	if (schema_too_large(json_object_get(body, "models"), out))
+		goto cleanup;
 	rc = sm_parse(&next, json_object_get(body, "models"), err, sizeof err);
 	if (rc) {
 		problem_for(out, rc, err);

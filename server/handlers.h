@@ -9,6 +9,8 @@ int h_library_get(struct req *r, struct reply *out);
 int h_device_enroll(struct req *r, struct reply *out);
 int h_device_list(struct req *r, struct reply *out);
 int h_device_revoke(struct req *r, struct reply *out);
+int h_join_token_rotate(struct req *r, struct reply *out);
+int h_join_token_revoke(struct req *r, struct reply *out);
 int h_schema_put(struct req *r, struct reply *out);
 int h_schema_get(struct req *r, struct reply *out);
 int h_changes_push(struct req *r, struct reply *out);

@@ -2,8 +2,10 @@
  * HTTP daemon. libmicrohttpd runs a pool of poll() threads (not epoll: in 0.9.75 quiescing
  * an epoll pool races with its workers and can abort the process); each request is collected
  * into a struct req (its *req_cls), dispatched once its body is complete, and freed in
- * one completion callback. Held long-polls are suspended connections owned by longpoll.c,
- * so they take no thread while they wait.
+ * one completion callback. Everything that reads the database (authentication, handlers)
+ * runs on a request worker (workq.c) while the connection is suspended, so these threads
+ * never wait on the database. Held long-polls are suspended connections owned by
+ * longpoll.c, so they take no thread while they wait.
  */
 #include "http.h"
 
@@ -11,6 +13,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,14 +23,30 @@
 #include "access.h"
 #include "auth.h"
 #include "config.h"
+#include "jsoncost.h"
 #include "log.h"
 #include "metrics.h"
 #include "longpoll.h"
 #include "routes.h"
 #include "tls.h"
+#include "workq.h"
 
 static struct MHD_Daemon *daemon_;
 static int active; /* requests between first call and completion */
+static int open_conns; /* TCP connections, counted by on_connection */
+
+/* Per TCP connection (libmicrohttpd's socket context), for what must be known before the
+ * first call of a request: the unescape callback marks a decoded NUL here. */
+struct conn_ctx {
+	int nul; /* the current request's path or query decoded a NUL byte (%00) */
+};
+
+static struct conn_ctx *conn_ctx_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
 
 double now_mono(void)
 {
@@ -62,35 +81,68 @@ int req_arg_flag(struct req *r, const char *name)
 	return s && (!strcmp(s, "1") || !strcmp(s, "true"));
 }
 
+int http_parse_int(const char *s, long long min, long long max, long long *out)
+{
+	char *end;
+	long long v;
+
+	/* strict: an optional '-' and digits only (strtoll alone takes "+1", " 1") */
+	if (!(s[0] >= '0' && s[0] <= '9') && !(s[0] == '-' && s[1] >= '0' && s[1] <= '9'))
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (*end || errno || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
 int req_arg_int(struct req *r, const char *name, long long def, long long min, long long max,
 		long long *val, struct reply *out)
 {
 	const char *s = req_arg(r, name);
-	char *end;
-	long long v;
 
 	if (!s) {
 		*val = def;
 		return 0;
 	}
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (!*s || *end || errno || v < min || v > max) {
+	if (http_parse_int(s, min, max, val)) {
 		reply_problem(out, 400, "bad-request", "query parameter \"%s\" must be an integer from %lld to %lld",
 			      name, min, max);
 		return -1;
 	}
-	*val = v;
 	return 0;
 }
 
 json_t *req_json(struct req *r, struct reply *out)
 {
+	struct json_cost cost;
 	json_error_t err;
 	json_t *j;
 
 	if (!r->body_len) {
 		reply_problem(out, 400, "bad-request", "the request needs a JSON body");
+		return NULL;
+	}
+	/* refuse before building the tree: a body of tiny values ("{},{},...") would cost some
+	 * hundred bytes of jansson per three bytes of text. Bounds: at most max_batch elements in
+	 * a top-level array, one value per 8 bytes and one container per 16 (plus a little), which
+	 * keeps the tree within a small multiple of the body; real batches use far fewer. */
+	json_cost_scan(r->body, r->body_len, &cost);
+	/* the batch limit is the push's; other bodies have their own caps (models, refs) */
+	if (!strcmp(r->route->name, "push") && (int64_t)cost.top_array > cfg.max_batch) {
+		reply_problem(out, 413, "too-large", "an array in the body holds more than %lld elements (the most"
+			      " changes in one batch)", (long long)cfg.max_batch);
+		return NULL;
+	}
+	if (cost.max_depth > JSON_PARSER_MAX_DEPTH) {
+		reply_problem(out, 400, "bad-request", "the body is not valid JSON: nested deeper than %d levels",
+			      JSON_PARSER_MAX_DEPTH);
+		return NULL;
+	}
+	if (cost.values > r->body_len / 8 + 1024 || cost.containers > r->body_len / 16 + 1024) {
+		reply_problem(out, 413, "too-large", "the body holds %zu JSON values in %zu bytes; at most one"
+			      " per 8 bytes (and one object or array per 16) are taken", cost.values, r->body_len);
 		return NULL;
 	}
 	j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
@@ -109,7 +161,8 @@ json_t *req_json(struct req *r, struct reply *out)
 
 void http_suspend(struct req *r)
 {
-	MHD_suspend_connection(r->conn);
+	/* handlers run on request workers, their connection already suspended by the dispatch */
+	(void)r;
 }
 
 void http_resume(struct req *r)
@@ -131,11 +184,19 @@ static enum MHD_Result send_reply(struct req *r, struct reply *rep)
 	}
 	rep->body = NULL;
 	r->resp_bytes = (long long)rep->len;
-	access_headers(r, resp, rep->status, rep->allow);
+	access_headers(r, resp, rep->status, rep->allow, rep->code);
 	MHD_add_response_header(resp, "Content-Type", rep->content_type);
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
 	if (rep->allow)
 		MHD_add_response_header(resp, "Allow", rep->allow);
+	if (rep->status == 503 && __atomic_load_n(&open_conns, __ATOMIC_SEQ_CST) > cfg.max_connections)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (rep->retry_after > 0) {
+		char secs[16];
+
+		snprintf(secs, sizeof secs, "%d", rep->retry_after);
+		MHD_add_response_header(resp, "Retry-After", secs);
+	}
 	ret = MHD_queue_response(r->conn, (unsigned)rep->status, resp);
 	MHD_destroy_response(resp);
 	r->responded = rep->status;
@@ -168,17 +229,110 @@ static size_t header_bytes(struct MHD_Connection *conn)
 	return n;
 }
 
+/* The most body bytes route takes: 0 for routes without a body. */
+static long long route_body_limit(const struct route *rt)
+{
+	return rt->max_body < 0 || rt->max_body > cfg.max_body_bytes ? (long long)cfg.max_body_bytes : rt->max_body;
+}
+
+static void too_large(struct req *r, struct reply *rep)
+{
+	long long lim = route_body_limit(r->route);
+
+	if (lim == 0)
+		reply_problem(rep, 413, "too-large", "%s %s takes no body", r->route->method, r->route->pattern);
+	else
+		reply_problem(rep, 413, "too-large", "the body exceeds %lld bytes", lim);
+}
+
+static enum MHD_Result nul_in_value(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+				    const char *value, size_t value_size)
+{
+	if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
+		*(int *)cls = 1;
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+/* What can be refused before the body is read: NUL bytes, transfer codings, a body where the
+ * route takes none or more than it takes, too many connections, and (when the route needs it)
+ * the token, so that no unauthenticated body is ever buffered. 1 with rep filled to refuse. */
+static int early_checks(struct req *r, struct MHD_Connection *conn, struct reply *rep)
+{
+	struct conn_ctx *cc = conn_ctx_of(conn);
+	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+	const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+	int nul = cc && cc->nul;
+
+	if (cc)
+		cc->nul = 0;
+	MHD_get_connection_values_n(conn, MHD_HEADER_KIND, nul_in_value, &nul);
+	if (nul) {
+		reply_problem(rep, 400, "bad-request", "a NUL byte (%%00) in the path, query or a header");
+		return 1;
+	}
+	if (te && strcasecmp(te, "chunked")) {
+		reply_problem(rep, 400, "bad-request", "transfer coding \"%.64s\" is not supported; send the body"
+			      " plain or chunked", te);
+		return 1;
+	}
+	if ((cl && strtoll(cl, NULL, 10) > route_body_limit(r->route)) || (te && !route_body_limit(r->route))) {
+		too_large(r, rep);
+		return 1;
+	}
+	if (__atomic_load_n(&open_conns, __ATOMIC_SEQ_CST) > cfg.max_connections) {
+		reply_problem(rep, 503, "unavailable", "the relay holds its most connections (%lld); retry later",
+			      (long long)cfg.max_connections);
+		return 1;
+	}
+	return 0;
+}
+
 static int dispatch(struct req *r, struct reply *rep)
 {
 	if (r->body_too_large) {
-		reply_problem(rep, 413, "too-large", "the body exceeds %lld bytes",
-			      (long long)cfg.max_body_bytes);
+		too_large(r, rep);
 		return HANDLER_DONE;
 	}
 	/* a resumed long-poll is authenticated again: a revocation while it was held counts */
-	if (r->route->auth != AUTH_NONE && auth_check(r, rep))
+	if (r->route->auth != AUTH_NONE && (!r->authed || r->poll_state != POLL_NONE) && auth_check(r, rep))
 		return HANDLER_DONE;
 	return r->route->handler(r, rep);
+}
+
+/* ---- the work of a request, on a request worker (workq.c) ---- */
+
+static void job_done(struct req *r)
+{
+	__atomic_store_n(&r->job_done, 1, __ATOMIC_SEQ_CST);
+	MHD_resume_connection(r->conn);
+}
+
+static void job_handler(struct req *r)
+{
+	int held;
+
+	/* problem bodies name the request on this thread too */
+	access_set_current(r->request_id);
+	held = dispatch(r, &r->job_reply) == HANDLER_SUSPEND;
+	access_set_current(NULL);
+	/* parked as a long-poll: the connection stays suspended until longpoll.c resumes it,
+	 * and r may already be running again on another worker: touch nothing */
+	if (held)
+		return;
+	job_done(r);
+}
+
+/* Suspends the connection and queues fn on r's lane; 0, or -1 with rep filled. */
+static int submit(struct req *r, const char *lane, workq_fn fn, struct reply *rep)
+{
+	MHD_suspend_connection(r->conn);
+	if (workq_submit(lane, r, fn) == 0)
+		return 0;
+	MHD_resume_connection(r->conn);
+	reply_problem(rep, 503, "unavailable", "the relay is stopping or out of memory; retry later");
+	return -1;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -190,8 +344,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	const char *allow = NULL;
 
 	if (!r) {
-		const char *cl;
-
 		r = calloc(1, sizeof *r);
 		if (!r)
 			return MHD_NO;
@@ -233,15 +385,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			reply_problem(&rep, 431, "too-large", "the request headers exceed %d bytes", MAX_HEADER_BYTES);
 			return send_reply(r, &rep);
 		}
-		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-		if (cl && strtoll(cl, NULL, 10) > cfg.max_body_bytes) {
-			reply_problem(&rep, 413, "too-large", "the body exceeds %lld bytes",
-				      (long long)cfg.max_body_bytes);
+		if (early_checks(r, conn, &rep))
 			return send_reply(r, &rep);
+		/* the token is checked before the body is read. This one short read runs here: a
+		 * connection suspended before its body is in is resumed by libmicrohttpd 0.9.75 with
+		 * a call that looks like the end of the body. The pool keeps connections beyond the
+		 * workers' for it (SYNCRELAY_DB_POOL > SYNCRELAY_WORKERS). */
+		if (r->route->auth != AUTH_NONE) {
+			if (auth_check(r, &rep))
+				return send_reply(r, &rep);
+			r->authed = 1;
 		}
 		return MHD_YES;
 	}
 	access_set_current(r->request_id);
+	if (__atomic_exchange_n(&r->job_done, 0, __ATOMIC_SEQ_CST))
+		return send_reply(r, &r->job_reply); /* a worker's answer */
 	if (r->responded)
 		return MHD_YES; /* an early reply was queued; the rest of the body is dropped */
 
@@ -249,7 +408,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
-		if (r->body_too_large || r->body_len + n > (size_t)cfg.max_body_bytes) {
+		if (r->body_too_large || r->body_len + n > (size_t)route_body_limit(r->route)) {
 			r->body_too_large = 1;
 			return MHD_YES;
 		}
@@ -271,8 +430,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 
+	/* complete (or a held poll resumed): what needs no database runs here, the rest on a worker */
+	if (!routes_inline(r->route)) {
+		if (submit(r, r->lib[0] ? r->lib : "", job_handler, &rep))
+			return send_reply(r, &rep);
+		return MHD_YES;
+	}
 	if (dispatch(r, &rep) == HANDLER_SUSPEND)
-		return MHD_YES; /* longpoll.c suspended the connection */
+		return MHD_YES;
 	return send_reply(r, &rep);
 }
 
@@ -292,6 +457,36 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	__atomic_sub_fetch(&active, 1, __ATOMIC_SEQ_CST);
 }
 
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		*socket_context = calloc(1, sizeof(struct conn_ctx));
+		__atomic_add_fetch(&open_conns, 1, __ATOMIC_SEQ_CST);
+	} else {
+		free(*socket_context);
+		*socket_context = NULL;
+		__atomic_sub_fetch(&open_conns, 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+/* libmicrohttpd's own unescaping, noting a decoded NUL: a C string would silently end there
+ * (a path or a value cut short), so early_checks refuses the request instead. */
+static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	size_t n = MHD_http_unescape(s);
+	struct conn_ctx *cc;
+
+	if (memchr(s, '\0', n) && (cc = conn_ctx_of(conn)))
+		cc->nul = 1;
+	return n;
+}
+
+int http_open_connections(void)
+{
+	return __atomic_load_n(&open_conns, __ATOMIC_SEQ_CST);
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char line[512];
@@ -299,6 +494,30 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	vsnprintf(line, sizeof line, fmt, ap);
 	line[strcspn(line, "\n")] = '\0';
 	log_debug("http: %s", line);
+}
+
+#define CONN_HEADROOM 64
+
+/* libmicrohttpd's own cap: max_connections plus the headroom that gets a 503, within the
+ * descriptors the process may open (raised to its hard limit), keeping some for the pool. */
+static unsigned conn_limit(void)
+{
+	struct rlimit rl;
+	long long want = cfg.max_connections + CONN_HEADROOM, fds;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		fds = (long long)rl.rlim_cur - cfg.db_pool - 64;
+		if (want > fds) {
+			log_warn("only %lld connections fit in the descriptor limit (%lld); lower than"
+				 " SYNCRELAY_MAX_CONNECTIONS + %d", fds, (long long)rl.rlim_cur, CONN_HEADROOM);
+			want = fds > 16 ? fds : 16;
+		}
+	}
+	return (unsigned)want;
 }
 
 int http_start(const char *listen, int *bound_port)
@@ -347,8 +566,13 @@ int http_start(const char *listen, int *bound_port)
 		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg.threads,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg.max_wait_s + 60),
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)10000,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+		MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, NULL,
+		/* idle and slow clients; held polls are suspended and never time out on their own */
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg.idle_timeout_s,
+		/* past max_connections a client still gets a quick 503, up to this headroom */
+		MHD_OPTION_CONNECTION_LIMIT, conn_limit(),
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg.max_connections_per_ip,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_ARRAY, tls_opts,

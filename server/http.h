@@ -26,6 +26,8 @@ struct reply {
 	char *body; /* malloc'd, handed to libmicrohttpd */
 	size_t len;
 	const char *allow; /* Allow header for 405 */
+	int retry_after;   /* seconds, sent as Retry-After when > 0; every 503 and 429 has one */
+	const char *code;  /* the problem's code (a static string), NULL for a success */
 };
 
 struct route;
@@ -42,6 +44,9 @@ struct req {
 	size_t body_len, body_cap;
 	int body_too_large;
 	struct auth auth;
+	int authed; /* auth checked at the first call, before the body */
+	int job_done; /* a worker filled job_reply: the next call sends it */
+	struct reply job_reply;
 	double t_start;
 	int responded;
 	char request_id[65];   /* X-Request-Id: the client's, or made here */
@@ -69,6 +74,9 @@ int req_arg_flag(struct req *r, const char *name);
 /* Integer query argument in [min, max], def when absent. 0, or -1 with a 400 in out. */
 int req_arg_int(struct req *r, const char *name, long long def, long long min, long long max,
 		long long *val, struct reply *out);
+/* Strict integer text (an optional '-' and digits, nothing else) in [min, max]: 0 with *out
+ * set, or -1. */
+int http_parse_int(const char *s, long long min, long long max, long long *out);
 /* Parses the JSON body; on failure fills a 400 problem and returns NULL. */
 json_t *req_json(struct req *r, struct reply *out);
 
@@ -82,7 +90,8 @@ void reply_problem(struct reply *out, int status, const char *code, const char *
 void reply_problem_x(struct reply *out, int status, const char *code, json_t *extra,
 		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* Suspend / resume for longpoll.c. */
+/* Suspend / resume for longpoll.c. Handlers run with their connection already suspended,
+ * so http_suspend only documents the hold; http_resume runs the handler again. */
 void http_suspend(struct req *r);
 void http_resume(struct req *r);
 
@@ -92,13 +101,13 @@ void http_quiesce(void);
 /* Waits up to grace_s for in-flight requests, then stops the daemon. */
 void http_stop(int grace_s);
 int http_active_requests(void);
+int http_open_connections(void);
 
 double now_mono(void);
 /* The request id of the request this thread is serving ("" outside one): problem bodies
  * carry it as request_id. */
 const char *http_request_id(void);
 /* The code of the last problem this thread built (a string literal), or NULL. */
-const char *problem_last_code(void);
 int64_t now_unix_ms(void);
 
 #endif

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
+
 #define NSLOTS 1024
 
 struct slot {
@@ -76,6 +78,17 @@ uint64_t poll_gen(const char *lib)
 	return g;
 }
 
+/* How many polls r's device holds in s (its library's slot); lock held. */
+static int device_polls(const struct slot *s, const struct req *r)
+{
+	const struct req *w;
+	int n = 0;
+
+	for (w = s->waiters; w; w = w->poll_next)
+		n += !strcmp(w->auth.device_id, r->auth.device_id);
+	return n;
+}
+
 int poll_hold(struct req *r, const char *lib, uint64_t gen, double deadline)
 {
 	struct slot *s;
@@ -83,7 +96,7 @@ int poll_hold(struct req *r, const char *lib, uint64_t gen, double deadline)
 
 	pthread_mutex_lock(&lock);
 	s = slot_get(lib);
-	if (stopping || !s)
+	if (stopping || !s || device_polls(s, r) >= cfg.max_polls_per_device)
 		ok = -1;
 	else if (s->gen == gen) {
 		r->poll_slot = s;

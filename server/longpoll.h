@@ -20,7 +20,8 @@ enum { POLL_NONE = 0, POLL_HELD = 1, POLL_WOKEN = 2, POLL_EXPIRED = 3 };
 
 uint64_t poll_gen(const char *lib);
 /* 1 when r is now parked (the handler returns HANDLER_SUSPEND); 0 when the generation
- * moved past gen (query again); -1 when the relay is stopping (answer now). */
+ * moved past gen (query again); -1 when the relay is stopping or r's device already holds
+ * SYNCRELAY_MAX_POLLS_PER_DEVICE polls in this library (answer now). */
 int poll_hold(struct req *r, const char *lib, uint64_t gen, double deadline);
 void poll_wake(const char *lib);
 void poll_wake_all(void);

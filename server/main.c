@@ -80,6 +80,7 @@ static void reload(int tls_at_start)
 	else if (tls_at_start != !!cfg.tls_cert)
 		log_warn("SIGHUP: turning TLS %s needs a restart", tls_at_start ? "off" : "on");
 }
+#include "workq.h"
 
 int main(int argc, char **argv)
 {
@@ -125,6 +126,10 @@ int main(int argc, char **argv)
 		log_error("could not start compaction");
 		return 1;
 	}
+	if (workq_start((int)cfg.workers, (int)cfg.workers_per_library)) {
+		log_error("could not start the request workers");
+		return 1;
+	}
 	if (http_start(cfg.listen, &port))
 		return 1;
 	if (!cfg.admin_token || !*cfg.admin_token)
@@ -148,6 +153,7 @@ int main(int argc, char **argv)
 	http_quiesce();
 	poll_shutdown();
 	http_stop((int)cfg.shutdown_grace_s);
+	workq_stop();
 	notify_stop();
 	compact_stop();
 	db_pool_close();

@@ -31,6 +31,7 @@ static const struct {
 	{"clock-skew", "HLC too far ahead of the relay clock"},
 	{"seq-ahead", "Acknowledged seq beyond head"},
 	{"too-large", "Request exceeds a limit"},
+	{"rate-limited", "Too many requests from this device"},
 	{"resync-required", "Cursor below the horizon"},
 	{"unavailable", "Relay temporarily unavailable"},
 	{"internal", "Internal error"},
@@ -50,6 +51,7 @@ static const char *title_of(const char *code)
 void reply_text(struct reply *out, int status, const char *ctype, char *text)
 {
 	free(out->body);
+	out->retry_after = 0;
 	out->status = status;
 	out->content_type = ctype;
 	out->body = text;
@@ -81,20 +83,13 @@ void reply_buf(struct reply *out, int status, sr_buf *b)
 	reply_text(out, status, "application/json", text);
 }
 
-static __thread const char *last_code;
-
-const char *problem_last_code(void)
-{
-	return last_code;
-}
-
 static void problem_v(struct reply *out, int status, const char *code, json_t *extra,
 		      const char *fmt, va_list ap)
 {
 	char detail[1024], type[128];
 	json_t *p = extra ? extra : json_object();
 
-	last_code = code;
+	out->code = code; /* the reply may be sent from another thread than the one building it */
 	vsnprintf(detail, sizeof detail, fmt, ap);
 	snprintf(type, sizeof type, "urn:syncrelay:problem:%s", code);
 	json_object_set_new(p, "type", json_string(type));
@@ -104,10 +99,15 @@ static void problem_v(struct reply *out, int status, const char *code, json_t *e
 	json_t *d = json_string(detail);
 	json_object_set_new(p, "detail", d ? d : json_string("request refused (detail not printable)"));
 	json_object_set_new(p, "code", json_string(code));
+	int chosen = out->retry_after;
+
 	if (*http_request_id())
 		json_object_set_new(p, "request_id", json_string(http_request_id()));
 	reply_json(out, status, p);
 	out->content_type = "application/problem+json";
+	/* a caller may have chosen the delay (a rate limit); otherwise a second */
+	if (status == 503 || status == 429)
+		out->retry_after = chosen > 0 ? chosen : 1;
 }
 
 void reply_problem(struct reply *out, int status, const char *code, const char *fmt, ...)

@@ -9,27 +9,36 @@
 #define ADM AUTH_ADMIN
 #define DEV AUTH_DEVICE
 #define JOIN AUTH_JOIN
+#define SMALL (1024 * 1024)    /* bodies of a few fields (and a schema document) */
+#define SCHEMA SMALL
 
 const struct route routes[] = {
-	{"POST", "/v1/libraries", h_library_create, ADM, "library_create"},
-	{"GET", "/v1/libraries/{lib}", h_library_get, DEV | ADM, "library_get"},
-	{"POST", "/v1/libraries/{lib}/devices", h_device_enroll, JOIN | ADM, "device_enroll"},
-	{"GET", "/v1/libraries/{lib}/devices", h_device_list, DEV | ADM, "device_list"},
-	{"DELETE", "/v1/libraries/{lib}/devices/{dev}", h_device_revoke, DEV | ADM, "device_revoke"},
-	{"PUT", "/v1/libraries/{lib}/schema", h_schema_put, DEV | ADM, "schema_put"},
-	{"GET", "/v1/libraries/{lib}/schema", h_schema_get, DEV | ADM, "schema_get"},
-	{"POST", "/v1/libraries/{lib}/changes", h_changes_push, DEV, "push"},
-	{"GET", "/v1/libraries/{lib}/changes", h_changes_pull, DEV, "pull"},
-	{"POST", "/v1/libraries/{lib}/ack", h_ack, DEV, "ack"},
-	{"GET", "/v1/libraries/{lib}/records", h_records, DEV, "records"},
-	{"GET", "/v1/libraries/{lib}/digest", h_digest, DEV, "digest"},
-	{"GET", "/v1/libraries/{lib}/digest/buckets", h_digest_buckets, DEV, "digest_buckets"},
-	{"GET", "/healthz", h_healthz, AUTH_NONE, "healthz"},
-	{"GET", "/readyz", h_readyz, AUTH_NONE, "readyz"},
-	{"GET", "/metrics", h_metrics, AUTH_NONE, "metrics"},
-	{"POST", "/v1/libraries/{lib}/compact", h_compact, ADM, "compact"},
+	{"POST", "/v1/libraries", h_library_create, ADM, "library_create", SMALL},
+	{"GET", "/v1/libraries/{lib}", h_library_get, DEV | ADM, "library_get", 0},
+	{"POST", "/v1/libraries/{lib}/devices", h_device_enroll, JOIN | ADM, "device_enroll", SMALL},
+	{"GET", "/v1/libraries/{lib}/devices", h_device_list, DEV | ADM, "device_list", 0},
+	{"DELETE", "/v1/libraries/{lib}/devices/{dev}", h_device_revoke, DEV | ADM, "device_revoke", 0},
+	{"POST", "/v1/libraries/{lib}/join-token", h_join_token_rotate, ADM, "join_token_rotate", 0},
+	{"DELETE", "/v1/libraries/{lib}/join-token", h_join_token_revoke, ADM, "join_token_revoke", 0},
+	{"PUT", "/v1/libraries/{lib}/schema", h_schema_put, DEV | ADM, "schema_put", SCHEMA},
+	{"GET", "/v1/libraries/{lib}/schema", h_schema_get, DEV | ADM, "schema_get", 0},
+	{"POST", "/v1/libraries/{lib}/changes", h_changes_push, DEV, "push", -1},
+	{"GET", "/v1/libraries/{lib}/changes", h_changes_pull, DEV, "pull", 0},
+	{"POST", "/v1/libraries/{lib}/ack", h_ack, DEV, "ack", SMALL},
+	{"GET", "/v1/libraries/{lib}/records", h_records, DEV, "records", 0},
+	{"GET", "/v1/libraries/{lib}/digest", h_digest, DEV, "digest", 0},
+	{"GET", "/v1/libraries/{lib}/digest/buckets", h_digest_buckets, DEV, "digest_buckets", 0},
+	{"GET", "/healthz", h_healthz, AUTH_NONE, "healthz", 0},
+	{"GET", "/readyz", h_readyz, AUTH_NONE, "readyz", 0},
+	{"GET", "/metrics", h_metrics, AUTH_NONE, "metrics", 0},
+	{"POST", "/v1/libraries/{lib}/compact", h_compact, ADM, "compact", SMALL},
 };
 const int routes_count = (int)(sizeof routes / sizeof routes[0]);
+
+int routes_inline(const struct route *rt)
+{
+	return rt->handler == h_healthz || rt->handler == h_metrics;
+}
 
 /* Matches one pattern against path. Returns 1 on match, 0 on none, -1 when the shape
  * matches but a {lib}/{dev} segment is not a canonical UUID. */

@@ -1,4 +1,4 @@
-/* The route table: method, path pattern, handler, who may call, and the metric label. */
+/* The route table: method, path pattern, handler, who may call, the metric label and the body limit. */
 #ifndef SR_ROUTES_H
 #define SR_ROUTES_H
 
@@ -10,10 +10,14 @@ struct route {
 	handler_fn handler;
 	int auth; /* mask of enum auth_kind; AUTH_NONE for open routes */
 	const char *name;
+	long long max_body; /* most body bytes: 0 none (413 otherwise), -1 SYNCRELAY_MAX_BODY_BYTES */
 };
 
 extern const struct route routes[];
 extern const int routes_count;
+
+/* 1 for routes that need no database (health, metrics): they run on the HTTP thread. */
+int routes_inline(const struct route *rt);
 
 enum route_match { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD, ROUTE_BAD_ID };
 

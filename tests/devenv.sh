@@ -4,7 +4,8 @@
 #                          (unless DATABASE_URL is set) and run syncrelayd in the foreground
 #   tests/devenv.sh test   the same set-up, then the whole suite: once as a -Werror build
 #                          (with the Citus suite, tests/citus.sh), once more under
-#                          AddressSanitizer + UBSan
+#                          AddressSanitizer + UBSan, then the libFuzzer targets for a
+#                          bounded time each (tests/fuzz/run.sh)
 #   tests/devenv.sh install PREFIX
 #                          install the build packages only, build Release without the tests and
 #                          install into PREFIX (what docker/Dockerfile runs)
@@ -130,6 +131,8 @@ test)
 	build "$ROOT/build-asan" -DCMAKE_BUILD_TYPE=Debug -DSYNCRELAY_WERROR=ON -DSYNCRELAY_SANITIZE=ON
 	(cd "$ROOT/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -LE citus)
+	say "fuzz targets (skipped with a notice without clang; SYNCRELAY_FUZZ_SECONDS each)"
+	"$ROOT/tests/fuzz/run.sh"
 	say "whole suite passed twice in $(( $(date +%s) - start )) s"
 	;;
 install)

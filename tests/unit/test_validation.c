@@ -47,6 +47,8 @@ Test(routes, every_endpoint_found)
 		{"POST", "/v1/libraries/" LIB "/devices", "device_enroll"},
 		{"GET", "/v1/libraries/" LIB "/devices", "device_list"},
 		{"DELETE", "/v1/libraries/" LIB "/devices/" DEV, "device_revoke"},
+		{"POST", "/v1/libraries/" LIB "/join-token", "join_token_rotate"},
+		{"DELETE", "/v1/libraries/" LIB "/join-token", "join_token_revoke"},
 		{"PUT", "/v1/libraries/" LIB "/schema", "schema_put"},
 		{"GET", "/v1/libraries/" LIB "/schema", "schema_get"},
 		{"POST", "/v1/libraries/" LIB "/changes", "push"},
