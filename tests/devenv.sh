@@ -99,6 +99,24 @@ stop_pg() {
 	fi
 }
 
+# The OpenAPI linters (npm) for tests/lint_openapi.sh; a machine without npm or without the
+# registry skips the lint with a notice.
+lint_tools() {
+	local dir="$ROOT/build-ci/lint-tools"
+	if [ ! -x "$dir/node_modules/.bin/spectral" ] || [ ! -x "$dir/node_modules/.bin/redocly" ]; then
+		if ! command -v npm >/dev/null 2>&1; then
+			say "npm is not installed: the OpenAPI lint is skipped"
+			return 0
+		fi
+		say "installing the OpenAPI linters with npm into $dir"
+		mkdir -p "$dir"
+		timeout 600 npm install --no-audit --no-fund --loglevel=error --prefix "$dir" \
+			@stoplight/spectral-cli@6.16.3 @redocly/cli@1.25.0 >"$dir/npm.log" 2>&1 ||
+			{ say "npm could not install the linters (see $dir/npm.log): the OpenAPI lint is skipped"; return 0; }
+	fi
+	export SYNCRELAY_LINT_BIN="$dir/node_modules/.bin"
+}
+
 case "$MODE" in
 run)
 	install_deps
@@ -124,6 +142,7 @@ test)
 	start=$(date +%s)
 	say "build with -Wall -Wextra -Werror"
 	build "$ROOT/build-ci" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSYNCRELAY_WERROR=ON
+	lint_tools
 	(cd "$ROOT/build-ci" && ctest --output-on-failure -j 2 -LE citus)
 	say "Citus suite (builds Citus when it is missing; skipped without it and without ../shared/vendor)"
 	bash "$ROOT/tests/citus.sh" test "$ROOT/build-ci"

@@ -207,35 +207,33 @@ Test(citus, a_migration_after_distribution_applies, .timeout = 180)
 	require_citus();
 	h_db_create(db, sizeof db);
 	c = pg(db);
-	/* take migration 003 back out of the distributed database, as if it were new */
+	/* take the newest migration (004) back out of the distributed database, as if it were
+	 * new: the relay applies those above the highest it finds recorded */
 	res = PQexec(c, "SET citus.multi_task_query_log_level = notice;"
-			"ALTER TABLE libraries DROP COLUMN horizon_hlc;"
-			"ALTER TABLE libraries DROP COLUMN purged_before");
+			"ALTER TABLE changes DROP COLUMN accepted_at;"
+			"ALTER TABLE changes ADD COLUMN accepted_at timestamptz");
 	cr_assert_eq(PQresultStatus(res), PGRES_FATAL_ERROR,
 		     "Citus took DDL on a distributed table in a multi-statement string; the test shows nothing");
 	PQclear(res);
 	res = PQexec(c, "SET citus.multi_task_query_log_level = notice");
 	PQclear(res);
-	res = PQexec(c, "ALTER TABLE libraries DROP COLUMN horizon_hlc");
+	res = PQexec(c, "ALTER TABLE changes DROP COLUMN accepted_at");
 	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
 	PQclear(res);
-	res = PQexec(c, "ALTER TABLE libraries DROP COLUMN purged_before");
-	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
-	PQclear(res);
-	res = PQexec(c, "DELETE FROM schema_migrations WHERE version = 3");
+	res = PQexec(c, "DELETE FROM schema_migrations WHERE version = 4");
 	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
 	PQclear(res);
 
 	/* the relay applies it again, statement by statement, and starts */
 	h_relay_start(&r, db, NULL);
-	v = pg_value(c, "SELECT count(*) FROM schema_migrations WHERE version = 3", 0, NULL);
-	cr_assert_str_eq(v, "1", "migration 003 not recorded");
+	v = pg_value(c, "SELECT count(*) FROM schema_migrations WHERE version = 4", 0, NULL);
+	cr_assert_str_eq(v, "1", "migration 004 not recorded");
 	free(v);
-	v = pg_value(c, "SELECT count(*) FROM run_command_on_shards('libraries',"
+	v = pg_value(c, "SELECT count(*) FROM run_command_on_shards('changes',"
 			" $$SELECT count(*) FROM information_schema.columns WHERE table_name = '%s'"
-			" AND column_name IN ('horizon_hlc', 'purged_before')$$) WHERE success AND result = '2'",
+			" AND column_name = 'accepted_at'$$) WHERE success AND result = '1'",
 		     0, NULL);
-	cr_assert_str_eq(v, "4", "not every libraries shard has both columns of 003");
+	cr_assert_str_eq(v, "4", "not every changes shard has the column of 004");
 	free(v);
 	h_library(&r, &l);
 	h_device(&r, &l, &d);
