@@ -714,11 +714,36 @@ static void bench_push(void)
 	fig_add("copy_floor_per_s", "(1) floor: COPY, 1 transaction per batch", (double)total / copy_s, "rows/s");
 }
 
+/* A GET on a kept-alive handle into b, without parsing (a 3 MB page takes the bench's jansson
+ * longer than the relay takes to serve it); the status. */
+static long raw_get(CURL *c, const char *url, const char *token, sr_buf *b)
+{
+	struct curl_slist *hdr = h_xheaders(token);
+	long status = 0;
+	CURLcode rc;
+
+	b->len = 0;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_write_buf);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+	rc = curl_easy_perform(c);
+	curl_slist_free_all(hdr);
+	H_ASSERT(rc == CURLE_OK, "GET %s: %s", url, curl_easy_strerror(rc));
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	sr_buf_putc(b, '\0');
+	b->len--;
+	return status;
+}
+
 static void bench_pull(void)
 {
 	CURL *c = curl_easy_init();
 	long long since = 0, head, got = 0;
-	double t0;
+	double t0, req_s = 0;
 	struct fig *f;
 
 	if (!have_push_lib || sz.pull != sz.push) {
@@ -732,20 +757,29 @@ static void bench_pull(void)
 	head = h_lib_head(&relay, &push_lib);
 	t0 = h_mono();
 	while (since < head) {
-		json_t *j = NULL;
+		sr_buf b = {0};
+		const char *p, *nx;
+		long long next;
+		double t1 = h_mono();
+		long st = raw_get(c, url_of("/v1/libraries/%s/changes?since=%lld&limit=%d&include_own=1", push_lib.id,
+					    since, sz.pull_page),
+				  push_dev[4].token, &b);
 
-		call(c, "GET", url_of("/v1/libraries/%s/changes?since=%lld&limit=%d&include_own=1", push_lib.id, since,
-				      sz.pull_page),
-		     push_dev[4].token, NULL, 200, &j);
-		got += (long long)json_array_size(json_object_get(j, "changes"));
-		H_ASSERT(h_jint(j, "next") > since, "pull made no progress at %lld", since);
-		since = h_jint(j, "next");
-		json_decref(j);
+		req_s += h_mono() - t1;
+		H_ASSERT(st == 200 && b.p, "pull since %lld: %ld %.300s", since, st, b.p ? b.p : "");
+		/* every change carries its seq; the page ends with next */
+		for (p = b.p; (p = strstr(p, "\"seq\":")); p += 6)
+			got++;
+		nx = strstr(b.p + (b.len > 400 ? b.len - 400 : 0), "\"next\":");
+		H_ASSERT(nx && (next = atoll(nx + 7)) > since, "pull made no progress at %lld: %.300s", since,
+			 nx ? nx : b.p);
+		since = next;
+		sr_buf_free(&b);
 	}
 	t0 = h_mono() - t0;
 	H_ASSERT(got == head, "pulled %lld changes, the head is %lld", got, head);
 	f = fig_add("pull_per_s", "(3) pull in pages", (double)got / t0, "changes/s");
-	fig_floor(f, "%lld changes, pages of %d", got, sz.pull_page);
+	fig_floor(f, "%lld changes, pages of %d; %.2f s of %.2f s in HTTP", got, sz.pull_page, req_s, t0);
 	fig_target(f, (double)got / t0 >= 200000, ">= 200,000/s");
 	curl_easy_cleanup(c);
 }
@@ -1109,21 +1143,29 @@ static void bench_hold(void)
 			note("(6) %ld polls failed at the transport before the wake-up", errs);
 	}
 	rss_held = rss_kib();
-	/* other requests while they are held */
+	/* other requests while they are held, each on a new connection as a device or a health check
+	 * would open (an open one would hide a relay that no longer accepts); after 5 failures the
+	 * rest count as failed */
 	for (i = 0; i < nother; i++) {
 		struct resp p;
 
-		if (h_xhttp(c, "GET", url_of("/v1/libraries/%s/digest?model=entry&owner=%s", l.id, d[1].id), d[1].token,
-			    NULL, 10L, &p) || p.status != 200) {
+		if (other_fail >= 5) {
+			lat[i] = 5;
 			other_fail++;
-			lat[i] = 10;
+			continue;
+		}
+		if (h_xhttp(NULL, "GET", url_of("/v1/libraries/%s/digest?model=entry&owner=%s", l.id, d[1].id),
+			    d[1].token, NULL, 5L, &p) || p.status != 200) {
+			other_fail++;
+			lat[i] = 5;
 		} else {
 			lat[i] = p.seconds;
 		}
 		h_resp_free(&p);
 	}
 	if (other_fail)
-		note("(6) %ld of %d other requests failed or took over 10 s while the polls were held (counted as 10 s)",
+		note("(6) %ld of %d other requests (new connections) failed or took over 5 s while the polls were held"
+		     " (counted as 5 s; after 5 failures the rest were not sent)",
 		     other_fail, nother);
 	p99_other = quantile(lat, nother, 0.99) * 1000;
 	/* one push wakes them all */
@@ -1180,7 +1222,7 @@ static void bench_hold(void)
 	f = fig_add("hold_last_answer_s", "(6) wake-up: push until the last answer", t_last > 0 ? t_last - t0 : NAN, "s");
 	fig_target(f, t_last > 0 && t_last - t0 < 1, "< 1 s");
 	f = fig_add("hold_other_p99_ms", "(6) other requests while held, p99", p99_other, "ms");
-	fig_floor(f, "%d digest requests", nother);
+	fig_floor(f, "%d digest requests, new connections, %ld failed", nother, other_fail);
 	fig_target(f, p99_other < 20, "< 20 ms");
 	if (rss0 > 0) {
 		f = fig_add("hold_rss_before_mib", "(6) relay RSS before", (double)rss0 / 1024, "MiB");
