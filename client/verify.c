@@ -149,6 +149,21 @@ struct reclist {
 	size_t n, cap;
 };
 
+/* A new zeroed slot at the end of l, or NULL out of memory. */
+static struct srec *reclist_add(struct reclist *l)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		void *p = realloc(l->r, cap * sizeof *l->r);
+		if (!p)
+			return NULL;
+		l->r = p;
+		l->cap = cap;
+	}
+	memset(&l->r[l->n], 0, sizeof l->r[l->n]);
+	return &l->r[l->n++];
+}
+
 static void reclist_free(struct reclist *l)
 {
 	size_t i;
@@ -167,25 +182,16 @@ struct scope_walk {
 static int collect_absent(void *arg, const struct srec *r)
 {
 	struct scope_walk *w = arg;
-	struct reclist *l = &w->absent;
+	struct srec *copy;
 
 	if (!w->mismatched[sr_bucket(r->record_id)] ||
 	    (w->relay->n && bsearch(r->record_id, w->relay->ids, w->relay->n, sizeof *w->relay->ids, cmp_id)))
 		return 0;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 64;
-		void *p = realloc(l->r, cap * sizeof *l->r);
-		if (!p)
-			return -1;
-		l->r = p;
-		l->cap = cap;
-	}
-	l->r[l->n] = *r;
-	l->r[l->n].data = r->data ? strdup(r->data) : NULL;
-	if (r->data && !l->r[l->n].data)
+	if (!(copy = reclist_add(&w->absent)))
 		return -1;
-	l->n++;
-	return 0;
+	*copy = *r;
+	copy->data = r->data ? strdup(r->data) : NULL;
+	return r->data && !copy->data ? -1 : 0;
 }
 
 /* Fetches one bucket's records from the relay into got; no store transaction is open, so
@@ -216,18 +222,10 @@ static int fetch_bucket(sr_client *c, const struct dscope *s, int bucket, struct
 				rc = cerr(c, SR_ERELAY, "the relay sent a malformed record");
 				break;
 			}
-			if (got->n == got->cap) {
-				size_t cap = got->cap ? 2 * got->cap : 256;
-				void *p = realloc(got->r, cap * sizeof *got->r);
-				if (!p) {
-					rc = cerr(c, SR_ENOMEM, "out of memory");
-					break;
-				}
-				got->r = p;
-				got->cap = cap;
+			if (!(r = reclist_add(got))) {
+				rc = cerr(c, SR_ENOMEM, "out of memory");
+				break;
 			}
-			r = &got->r[got->n++];
-			memset(r, 0, sizeof *r);
 			snprintf(r->model, sizeof r->model, "%s", s->model);
 			memcpy(r->record_id, id, sizeof r->record_id);
 			memcpy(r->owner, s->owner, sizeof r->owner);
