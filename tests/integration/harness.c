@@ -618,3 +618,29 @@ long long h_lib_head(struct relay *r, const struct lib *l)
 	h_resp_free(&p);
 	return h;
 }
+
+char *h_db_checksum(struct relay *r)
+{
+	static const char *sql =
+		"SELECT md5("
+		" coalesce((SELECT string_agg(c::text, ',' ORDER BY c.library_id, c.seq) FROM changes c), '') ||"
+		" coalesce((SELECT string_agg(x::text, ',' ORDER BY x.library_id, x.model, x.record_id) FROM records x), '') ||"
+		" coalesce((SELECT string_agg(s::text, ',' ORDER BY s.library_id, s.model, s.owner) FROM scope_digests s), '') ||"
+		" coalesce((SELECT string_agg(b::text, ',' ORDER BY b.library_id, b.model, b.owner, b.bucket)"
+		" FROM bucket_digests b), '') ||"
+		" coalesce((SELECT string_agg(l::text, ',' ORDER BY l.library_id) FROM libraries l), '') ||"
+		" coalesce((SELECT string_agg((d.library_id, d.device_id, d.name, d.acked_seq, d.revoked_at)::text, ','"
+		" ORDER BY d.library_id, d.device_id) FROM devices d), '') ||"
+		" coalesce((SELECT string_agg(t::text, ',' ORDER BY t.token_hash) FROM tokens t), ''))";
+	PGconn *c = PQconnectdb(r->db);
+	PGresult *res;
+	char *sum;
+
+	H_ASSERT(PQstatus(c) == CONNECTION_OK, "cannot reach the relay's database: %s", PQerrorMessage(c));
+	res = PQexec(c, sql);
+	H_ASSERT(PQresultStatus(res) == PGRES_TUPLES_OK, "checksum: %s", PQresultErrorMessage(res));
+	sum = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	PQfinish(c);
+	return sum;
+}

@@ -170,6 +170,10 @@ char *h_chb_end(struct h_chb *c);
  * duplicates; returns the head. */
 long long h_push_ok(struct relay *r, const struct lib *l, const struct dev *d, char *body, long long accepted,
 		    long long dups);
+/* An md5 of everything a request could change in r's database, but a device's last_seen
+ * (which every authenticated request touches): the log, the records, the digests, the
+ * libraries, the devices and the tokens. Equal before and after: nothing was stored. Caller frees. */
+char *h_db_checksum(struct relay *r);
 /* The library's head, read as the admin. */
 long long h_lib_head(struct relay *r, const struct lib *l);
 

@@ -3,7 +3,7 @@
  * codings, bodies where none belong), authentication before the body, the per-device rate limit,
  * held polls per device, the connection cap, and revocation ending held polls at once on every
  * relay. Each refusal is checked as problem+json (with Retry-After where it fits), the relay
- * still answering and the library's head unchanged.
+ * still answering, the library's head unchanged and a checksum of the relay's tables equal.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -141,11 +141,13 @@ Test(pressure, nul_bytes_loose_numbers_and_codings_are_400)
 	char req[1024], *ans;
 	double first;
 	long long head;
+	char *sum;
 
 	h_relay_start(&r, NULL, NULL);
 	h_fixture(&r, &l, &d, NULL);
 	h_push_ok(&r, &l, &d, h_batch(&d, h_now_ms(), 0, 3), 3, 0);
 	head = h_lib_head(&r, &l);
+	sum = h_db_checksum(&r);
 
 	/* %00 in the path and in a query value: refused, not cut short and served */
 	snprintf(req, sizeof req, "GET /healthz%%00junk HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -181,6 +183,12 @@ Test(pressure, nul_bytes_loose_numbers_and_codings_are_400)
 	cr_assert_eq(p.status, 200, "the relay stopped answering: %ld", p.status);
 	h_resp_free(&p);
 	cr_assert_eq(h_lib_head(&r, &l), head, "a refused request changed the head");
+	{
+		char *after = h_db_checksum(&r);
+		cr_assert_str_eq(after, sum, "a refused request changed the relay's tables");
+		free(after);
+	}
+	free(sum);
 	h_relay_stop(&r);
 }
 
@@ -221,10 +229,12 @@ Test(pressure, a_device_over_its_rate_gets_429_with_retry_after)
 	struct ans a;
 	int i, ok = 0, limited = 0;
 	long long head;
+	char *sum, *after;
 
 	h_relay_start(&r, NULL, env);
 	h_fixture(&r, &l, &d1, &d2);
 	head = h_lib_head(&r, &l);
+	sum = h_db_checksum(&r);
 	for (i = 0; i < 12; i++) {
 		ask(&a, &r, h_lp(&l, "/changes?since=0"), d1.token);
 		if (a.p.status == 200) {
@@ -245,6 +255,10 @@ Test(pressure, a_device_over_its_rate_gets_429_with_retry_after)
 	cr_assert_eq(a.p.status, 200);
 	h_resp_free(&a.p);
 	cr_assert_eq(h_lib_head(&r, &l), head);
+	after = h_db_checksum(&r);
+	cr_assert_str_eq(after, sum, "rate-limited requests changed the relay's tables");
+	free(after);
+	free(sum);
 	h_relay_stop(&r);
 }
 
