@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "compact.h"
@@ -64,6 +65,21 @@ static int load_tls(const char *when)
 	}
 	log_info("%s: TLS certificate loaded from %s", when, cfg.tls_cert);
 	return 0;
+}
+
+/* Held long-polls are open connections: the usual soft limit of 1,024 files would cap them
+ * near a thousand and then leave new clients unanswered. Take the hard limit. */
+static void raise_fd_limit(void)
+{
+	struct rlimit l;
+
+	if (getrlimit(RLIMIT_NOFILE, &l) || l.rlim_cur >= l.rlim_max)
+		return;
+	l.rlim_cur = l.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &l))
+		log_warn("could not raise the open-files limit to %llu", (unsigned long long)l.rlim_max);
+	else
+		log_info("open-files limit raised to %llu", (unsigned long long)l.rlim_cur);
 }
 
 static void reload(int tls_at_start)
@@ -130,6 +146,7 @@ int main(int argc, char **argv)
 		log_error("could not start the request workers");
 		return 1;
 	}
+	raise_fd_limit();
 	if (http_start(cfg.listen, &port))
 		return 1;
 	if (!cfg.admin_token || !*cfg.admin_token)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -524,4 +525,33 @@ Test(lifecycle, relay_on_a_migrated_database_starts_ready)
 	cr_assert_str_eq(json_string_value(json_object_get(p.json, "library_id")), l.id, "%s", p.body);
 	h_resp_free(&p);
 	cr_assert_eq(h_relay_stop(&b), 0, "second relay exit status; see %s", b.log);
+}
+
+/* The relay takes the hard open-files limit: held polls are open connections. */
+Test(lifecycle, the_open_files_limit_is_raised_at_start, .timeout = 60)
+{
+	struct rlimit old, low;
+	struct relay r;
+	char path[64], line[256];
+	FILE *f;
+	long long soft = -1;
+
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	if (old.rlim_max <= 1024)
+		cr_skip_test("the hard open-files limit is %llu: nothing to raise", (unsigned long long)old.rlim_max);
+	low = old;
+	low.rlim_cur = 1024;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	h_relay_start(&r, NULL, NULL); /* inherits the soft limit of 1,024 */
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	snprintf(path, sizeof path, "/proc/%d/limits", (int)r.pid);
+	f = fopen(path, "r");
+	cr_assert(f, "cannot read %s", path);
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, "Max open files", 14))
+			soft = atoll(line + 14 + strspn(line + 14, " "));
+	fclose(f);
+	cr_assert_eq((unsigned long long)soft, (unsigned long long)old.rlim_max,
+		     "the relay's soft open-files limit is %lld, the hard one %llu", soft, (unsigned long long)old.rlim_max);
+	cr_assert_eq(h_relay_stop(&r), 0);
 }
