@@ -3,7 +3,6 @@
  * included), a push of 20,000 changes, and a sync killed while pushing that, run again,
  * leaves each change on the relay exactly once (PROTOCOL.md section 5, invariants 2 and 5).
  */
-#include <libpq-fe.h>
 
 #include "cli.h"
 
@@ -247,18 +246,6 @@ Test(backfill, sync_killed_while_pushing_leaves_each_change_once, .timeout = 600
 }
 
 /* Runs one statement on the relay's database with text parameters. */
-static void relay_sql(struct e2e *e, const char *sql, const char *param)
-{
-	PGconn *pg = PQconnectdb(e->r.db);
-	PGresult *res;
-
-	cr_assert(PQstatus(pg) == CONNECTION_OK, "cannot reach the relay's database: %s", PQerrorMessage(pg));
-	res = PQexecParams(pg, sql, 1, NULL, &param, NULL, NULL, 0);
-	cr_assert(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql, PQresultErrorMessage(res));
-	PQclear(res);
-	PQfinish(pg);
-}
-
 Test(backfill, cursor_below_the_horizon_backfills_again_and_reconciles, .timeout = 300)
 {
 	struct e2e e;
@@ -290,11 +277,11 @@ Test(backfill, cursor_below_the_horizon_backfills_again_and_reconciles, .timeout
 	cr_assert_eq(head, 506);
 
 	/* the relay compacts: its log starts at head, and the old tombstones are purged */
-	relay_sql(&e, "UPDATE libraries SET horizon = head, horizon_hlc = (SELECT hlc FROM changes c"
+	h_sql(&e.r, "UPDATE libraries SET horizon = head, horizon_hlc = (SELECT hlc FROM changes c"
 		      " WHERE c.library_id = libraries.library_id AND c.seq = libraries.head),"
 		      " purged_before = (SELECT max(hlc) || '~' FROM records r WHERE r.library_id = libraries.library_id"
 		      " AND r.deleted) WHERE library_id = $1", e.l.id);
-	relay_sql(&e, "DELETE FROM records WHERE library_id = $1 AND deleted", e.l.id);
+	h_sql(&e.r, "DELETE FROM records WHERE library_id = $1 AND deleted", e.l.id);
 
 	/* B's cursor (300) is below the horizon: 410, a fresh backfill, and B drops what the relay
 	 * proves deleted: records it no longer lists, under its purge point */

@@ -644,3 +644,16 @@ char *h_db_checksum(struct relay *r)
 	PQfinish(c);
 	return sum;
 }
+
+void h_sql(struct relay *r, const char *sql, const char *param)
+{
+	PGconn *c = PQconnectdb(r->db);
+	PGresult *res;
+
+	H_ASSERT(PQstatus(c) == CONNECTION_OK, "cannot reach the relay's database: %s", PQerrorMessage(c));
+	res = PQexecParams(c, sql, param ? 1 : 0, NULL, &param, NULL, NULL, 0);
+	H_ASSERT(PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
+		 PQresultErrorMessage(res));
+	PQclear(res);
+	PQfinish(c);
+}

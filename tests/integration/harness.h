@@ -170,6 +170,9 @@ char *h_chb_end(struct h_chb *c);
  * duplicates; returns the head. */
 long long h_push_ok(struct relay *r, const struct lib *l, const struct dev *d, char *body, long long accepted,
 		    long long dups);
+/* Runs one statement on r's database with $1 = param (NULL: no parameter); it must succeed.
+ * For tests that play the database's part: a restore, a compaction, damage. */
+void h_sql(struct relay *r, const char *sql, const char *param);
 /* An md5 of everything a request could change in r's database, but a device's last_seen
  * (which every authenticated request touches): the log, the records, the digests, the
  * libraries, the devices and the tokens. Equal before and after: nothing was stored. Caller frees. */

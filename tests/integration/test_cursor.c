@@ -5,23 +5,9 @@
  * the first pull after it, a compacted cursor beyond-horizon.
  */
 #include <criterion/criterion.h>
-#include <libpq-fe.h>
 #include <stdarg.h>
 
 #include "harness.h"
-
-static void sql(struct relay *r, const char *q, const char *lib)
-{
-	PGconn *c = PQconnectdb(r->db);
-	const char *p[1] = {lib};
-	PGresult *res;
-
-	cr_assert(PQstatus(c) == CONNECTION_OK, "cannot reach the relay's database: %s", PQerrorMessage(c));
-	res = PQexecParams(c, q, 1, NULL, p, NULL, NULL, 0);
-	cr_assert(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", q, PQresultErrorMessage(res));
-	PQclear(res);
-	PQfinish(c);
-}
 
 /* A pull as d; expects status; returns the parsed body (caller decrefs). */
 static json_t *pull(struct relay *r, const struct lib *l, const struct dev *d, long want, const char *fmt, ...)
@@ -121,7 +107,7 @@ Test(cursor, a_rewritten_history_is_found_whatever_the_heads, .timeout = 60)
 	json_decref(j);
 
 	/* the log is rewritten from seq 6 on (a restore, then other pushes): same head, other changes */
-	sql(&r, "UPDATE changes SET hlc = overlay(hlc placing 'f' from 1 for 1) WHERE library_id = $1 AND seq >= 6", l.id);
+	h_sql(&r, "UPDATE changes SET hlc = overlay(hlc placing 'f' from 1 for 1) WHERE library_id = $1 AND seq >= 6", l.id);
 	expect_410(pull(&r, &l, &b, 410, "since=8&since_hlc=%s", hlc8), "history-diverged", "cursor row rewritten");
 	expect_410(pull(&r, &l, &b, 410, "since=3&check_seq=11&check_hlc=%s", mine), "history-diverged",
 		   "pushed change rewritten, cursor below it");
@@ -132,10 +118,10 @@ Test(cursor, a_rewritten_history_is_found_whatever_the_heads, .timeout = 60)
 	expect_410(pull(&r, &l, &b, 410, "since=3&check_seq=99&check_hlc=%s", mine), "history-diverged",
 		   "pushed change beyond head");
 	/* a cursor whose row is gone without compaction */
-	sql(&r, "DELETE FROM changes WHERE library_id = $1 AND seq = 4", l.id);
+	h_sql(&r, "DELETE FROM changes WHERE library_id = $1 AND seq = 4", l.id);
 	expect_410(pull(&r, &l, &b, 410, "since=4"), "history-diverged", "cursor row missing");
 	/* below the horizon */
-	sql(&r, "UPDATE libraries SET horizon = 6 WHERE library_id = $1", l.id);
+	h_sql(&r, "UPDATE libraries SET horizon = 6 WHERE library_id = $1", l.id);
 	expect_410(pull(&r, &l, &b, 410, "since=5"), "beyond-horizon", "cursor under the horizon");
 	/* malformed names are 400 and change nothing */
 	json_decref(pull(&r, &l, &b, 400, "since=8&since_hlc=nothlc"));
@@ -158,9 +144,9 @@ Test(cursor, a_cursor_at_the_horizon_is_checked_against_horizon_hlc, .timeout = 
 	snprintf(hlc6, sizeof hlc6, "%s", h_jstr(j, "next_hlc"));
 	json_decref(j);
 	/* compaction removed seqs up to 6 and kept the name of the change at its horizon */
-	sql(&r, "UPDATE libraries SET horizon = 6, horizon_hlc = (SELECT hlc FROM changes WHERE library_id = $1 AND seq = 6)"
+	h_sql(&r, "UPDATE libraries SET horizon = 6, horizon_hlc = (SELECT hlc FROM changes WHERE library_id = $1 AND seq = 6)"
 		" WHERE library_id = $1", l.id);
-	sql(&r, "DELETE FROM changes WHERE library_id = $1 AND seq <= 6", l.id);
+	h_sql(&r, "DELETE FROM changes WHERE library_id = $1 AND seq <= 6", l.id);
 	j = pull(&r, &l, &b, 200, "since=6&since_hlc=%s", hlc6);
 	cr_assert_eq(json_array_size(json_object_get(j, "changes")), 4);
 	cr_assert_eq(h_jint(json_array_get(json_object_get(j, "changes"), 0), "seq"), 7);
