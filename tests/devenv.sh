@@ -17,7 +17,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODE=${1:-}
 PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libpq-dev
 libcurl4-openssl-dev libssl-dev libgnutls28-dev libcriterion-dev libsqlite3-dev postgresql curl openssl faketime
-dash python3 python3-yaml"
+dash python3 python3-yaml clang libclang-rt-14-dev"
 # what the install mode (and the image's build stage) needs: no database, no test framework
 BUILD_PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libjansson-dev libpq-dev
 libcurl4-openssl-dev libssl-dev libgnutls28-dev libsqlite3-dev ca-certificates"
