@@ -22,8 +22,8 @@ if [ -z "$CC" ]; then
 fi
 mkdir -p "$OUT/obj"
 FLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
-INC="-I$ROOT/client/include -I$ROOT/client -I$ROOT/server $(pkg-config --cflags jansson libmicrohttpd libpq)"
-LIBS="$(pkg-config --libs jansson libmicrohttpd libpq libcrypto) -lpthread -lm"
+INC="-I$ROOT/client/include -I$ROOT/client -I$ROOT/server $(pkg-config --cflags jansson libmicrohttpd libpq gnutls)"
+LIBS="$(pkg-config --libs jansson libmicrohttpd libpq libcrypto gnutls) -lpthread -lm"
 
 # the relay's and the codec's sources, once, instrumented for coverage
 cmake -DOUT="$OUT/migrations_gen.c" -DFILES="$(ls "$ROOT"/schema/*.sql | sort | paste -sd'|')" \
