@@ -365,12 +365,13 @@ static int backfill(sr_client *c)
 static int apply_page(sr_client *c, json_t *page)
 {
 	json_t *changes = json_object_get(page, "changes");
-	long long next = json_integer_value(json_object_get(page, "next"));
+	long long next = json_integer_value(json_object_get(page, "next")), push_seq;
 	size_t i;
 	int rc = 0;
 
 	if (store_begin(c->st))
 		return cerr(c, SR_ESTORE, "could not begin: %s", store_errmsg(c->st));
+	push_seq = store_meta_int(c->st, "push_seq", 0);
 	client_load_clock(c);
 	for (i = 0; i < json_array_size(changes) && !rc; i++) {
 		sr_change ch;
@@ -411,8 +412,7 @@ static int apply_page(sr_client *c, json_t *page)
 	if (!rc && (store_meta_set_int(c->st, "cursor", next) ||
 		    store_meta_set(c->st, "cursor_hlc", json_string_value(json_object_get(page, "next_hlc"))) ||
 		    store_meta_set_int(c->st, "head", json_integer_value(json_object_get(page, "head"))) ||
-		    (store_meta_int(c->st, "push_seq", 0) > 0 && next >= store_meta_int(c->st, "push_seq", 0) &&
-		     store_meta_set(c->st, "push_seq", NULL)) ||
+		    (push_seq > 0 && next >= push_seq && store_meta_set(c->st, "push_seq", NULL)) ||
 		    client_save_clock(c) || store_commit(c->st)))
 		rc = cerr(c, SR_ESTORE, "could not save the page: %s", store_errmsg(c->st));
 	if (rc)
