@@ -377,12 +377,16 @@ static char *push_body(const struct dev *d, uint64_t ms, long first, int n)
 	return sr_buf_steal(&b);
 }
 
-static void copy_rows(PGconn *c, const char *table, const char *rows, size_t len)
+/* The columns a push writes into changes (accepted_at takes its default, as in a push). */
+#define CHANGE_COLS "(library_id, seq, hlc, device_id, model, record_id, op, data)"
+
+/* COPYs rows into table; cols is a column list ("" for all). */
+static void copy_rows(PGconn *c, const char *table, const char *cols, const char *rows, size_t len)
 {
-	char q[160];
+	char q[256];
 	PGresult *res;
 
-	snprintf(q, sizeof q, "COPY %s FROM STDIN", table);
+	snprintf(q, sizeof q, "COPY %s %s FROM STDIN", table, cols);
 	res = PQexec(c, q);
 	H_ASSERT(PQresultStatus(res) == PGRES_COPY_IN, "%s: %s", q, PQresultErrorMessage(res));
 	PQclear(res);
@@ -453,8 +457,8 @@ static void fill_library(const struct lib *l, const struct dev *d, uint64_t ms, 
 			sr_buf_printf(&rb, "%s\tentry\t%s\t%s\t%u\t%s\tf\t%s\n", l->id, rid, d->id, bk, hlc, data);
 		}
 		H_ASSERT(!b.oom && !rb.oom, "out of memory");
-		copy_rows(c, "changes", b.p, b.len);
-		copy_rows(c, "records", rb.p, rb.len);
+		copy_rows(c, "changes", CHANGE_COLS, b.p, b.len);
+		copy_rows(c, "records", "", rb.p, rb.len);
 		sr_buf_free(&b);
 		sr_buf_free(&rb);
 	}
@@ -478,7 +482,7 @@ static void fill_library(const struct lib *l, const struct dev *d, uint64_t ms, 
 			if (bcount[i])
 				sr_buf_printf(&q, "%s\tentry\t%s\t%ld\t%ld\t%lld\n", l->id, d->id, i, bcount[i],
 					      (long long)bhash[i]);
-		copy_rows(c, "bucket_digests", q.p, q.len);
+		copy_rows(c, "bucket_digests", "", q.p, q.len);
 		sr_buf_free(&q);
 		p[1] = data;
 		res = PQexecParams(c, "UPDATE libraries SET head = $2::bigint WHERE library_id = $1", 2, NULL, p, NULL,
@@ -617,7 +621,7 @@ static void *pusher_run(void *arg)
 		double t0 = h_mono();
 
 		if (p->pg) {
-			copy_rows(p->pg, p->table, p->bodies[i], strlen(p->bodies[i]));
+			copy_rows(p->pg, p->table, CHANGE_COLS, p->bodies[i], strlen(p->bodies[i]));
 		} else {
 			json_t *j = NULL;
 			call(c, "POST", url_of("/v1/libraries/%s/changes", p->l->id), p->d->token, p->bodies[i], 200, &j);
