@@ -453,7 +453,7 @@ int sr_client_records(sr_client *c, const char *model,
 	return 0;
 }
 
-int sr_client_import(sr_client *c, const char *model, const char *jsonl_path, long *count)
+int sr_client_import(sr_client *c, long *count, const char *model, const char *jsonl_path)
 {
 	FILE *f;
 	char *line = NULL;

@@ -442,7 +442,7 @@ static int resync(sr_client *c, const char *reason)
 	c->resyncing = 1;
 	rc = backfill(c);
 	if (!rc) {
-		rc = sr_client_verify(c, 1, &report);
+		rc = sr_client_verify(c, &report, 1);
 		free(report);
 		/* a scope the relay is behind on is reported by verify, not an error of sync */
 		if (rc == SR_EMISMATCH)
@@ -587,7 +587,7 @@ int sr_client_sync(sr_client *c, const sr_sync_opts *opts)
 			return rc;
 		if (mono() >= next_verify) {
 			char *report = NULL;
-			rc = sr_client_verify(c, 1, &report);
+			rc = sr_client_verify(c, &report, 1);
 			free(report);
 			if (rc && rc != SR_EMISMATCH)
 				return rc;

@@ -397,7 +397,7 @@ static char *relay_purge_point(sr_client *c, int *rc)
 	return pb;
 }
 
-int sr_client_verify(sr_client *c, int repair, char **out)
+int sr_client_verify(sr_client *c, char **out, int repair)
 {
 	struct dset d = {0};
 	struct repair rep = {0};

@@ -33,8 +33,21 @@ echo "$OUT" | grep -q '"state"' || fail "the example printed no status: $OUT"
 # it ran against the installed library, not the build tree's
 LD_LIBRARY_PATH="$LIBDIR" ldd "$P/example" | grep -q "$LIBDIR/libsyncrelay.so" || fail "the example did not link the installed library"
 
-# only the public API is exported
+# the public header stands alone: only syncrelay.h is installed, and it includes nothing but
+# the C library's headers
+[ "$(ls "$INCDIR" | grep -c syncrelay)" = 1 ] || fail "more than syncrelay.h installed: $(ls "$INCDIR")"
+INC=$(grep -E '^[[:space:]]*#[[:space:]]*include' "$INCDIR/syncrelay.h" | grep -v '<stdint.h>' || true)
+[ -z "$INC" ] || fail "syncrelay.h includes more than <stdint.h>: $INC"
+echo '#include <syncrelay.h>' | cc -Wall -Werror -fsyntax-only -x c -I"$INCDIR" - || fail "syncrelay.h does not compile on its own"
+
+# only the public API is exported: exactly the functions the header declares
 BAD=$(nm -D --defined-only "$LIBDIR/libsyncrelay.so" | awk '{print $3}' | grep -v '^sr_' || true)
 [ -z "$BAD" ] || fail "libsyncrelay.so exports symbols outside sr_*: $(echo $BAD | tr '\n' ' ')"
-N=$(nm -D --defined-only "$LIBDIR/libsyncrelay.so" | wc -l)
-echo "install_check: prefix $P, .pc libdir $LIBDIR, example ran, $N exported symbols, all sr_*"
+nm -D --defined-only "$LIBDIR/libsyncrelay.so" | awk '{print $3}' | sort >"$P/exported"
+grep -oE '\bsr_[a-z_]+\(' "$INCDIR/syncrelay.h" | tr -d '(' | sort -u >"$P/declared"
+EXTRA=$(comm -23 "$P/exported" "$P/declared")
+[ -z "$EXTRA" ] || fail "libsyncrelay.so exports what syncrelay.h does not declare: $(echo $EXTRA | tr '\n' ' ')"
+MISSING=$(comm -13 "$P/exported" "$P/declared")
+[ -z "$MISSING" ] || fail "syncrelay.h declares what libsyncrelay.so does not export: $(echo $MISSING | tr '\n' ' ')"
+N=$(wc -l <"$P/exported")
+echo "install_check: prefix $P, .pc libdir $LIBDIR, example ran, $N exported symbols, exactly the header's"

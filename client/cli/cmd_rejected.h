@@ -3,6 +3,7 @@
 #define SR_CMD_REJECTED_H
 
 #include "syncrelay.h"
+#include "syncrelay_codec.h"
 
 /* rejected [list] | rejected retry ID|all | rejected drop ID|all. Returns the exit status. */
 int cmd_rejected(sr_client *c, int argc, char **argv, int json);

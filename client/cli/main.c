@@ -15,6 +15,7 @@
 #include "cmd_index.h"
 #include "cmd_rejected.h"
 #include "syncrelay.h"
+#include "syncrelay_codec.h"
 
 #ifndef SYNCRELAY_VERSION
 #define SYNCRELAY_VERSION "unknown"
@@ -350,7 +351,7 @@ static int run_import(struct ctx *x, int argc, char **argv)
 
 	if (argc != 2)
 		return usage_of(find_command("import"));
-	if ((lrc = sr_client_import(x->c, argv[0], argv[1], &n)))
+	if ((lrc = sr_client_import(x->c, &n, argv[0], argv[1])))
 		return lib_fail(x->c, lrc);
 	if (x->json)
 		printf("{\"imported\":%ld}\n", n);
@@ -436,7 +437,7 @@ static int run_verify(struct ctx *x, int argc, char **argv)
 
 	if (argc)
 		return usage_of(find_command("verify"));
-	lrc = sr_client_verify(x->c, repair, &x->out);
+	lrc = sr_client_verify(x->c, &x->out, repair);
 	if (x->out)
 		x->json ? (void)puts(x->out) : print_verify_text(x->out);
 	if (lrc == SR_EMISMATCH)

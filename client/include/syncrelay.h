@@ -5,11 +5,16 @@
  * stamped with a hybrid logical clock and queued in an outbox in the same local transaction;
  * sync pushes the outbox, pulls the relay's changes and applies them last-writer-wins.
  *
+ * This header stands alone: it needs only <stdint.h>, and a program using it links
+ * libsyncrelay alone (pkg-config --cflags --libs syncrelay); JSON goes in and out as text.
+ *
  * Conventions: every call returns 0 (SR_OK) or a negative sr_err; sr_client_errmsg() then
  * says why in one line (a relay problem keeps its code, e.g. "relay refused: hlc-conflict: …").
- * Strings passed in are copied. Strings returned through `char **out` are the caller's to
- * release with sr_free() (the C allocator's free() also works). Handles are released with
- * their _free, which accepts NULL.
+ * Parameters come in one order: the handle, then output parameters, then inputs (like
+ * libgit2's out-first calls, with the handle ahead of them); sr_client_open, which makes
+ * the handle, takes its output first. Strings passed in are copied. Strings returned
+ * through `char **out` are the caller's to release with sr_free(). Handles are released
+ * with their _free, which accepts NULL.
  *
  * Threads: a sr_client belongs to one thread at a time (no internal locking); different
  * clients, on different stores, may be used from different threads at once. libcurl's
@@ -22,8 +27,6 @@
 #define SYNCRELAY_H
 
 #include <stdint.h>
-
-#include "syncrelay_codec.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -99,7 +102,7 @@ int sr_client_get(sr_client *c, char **out, const char *model, const char *recor
 int sr_client_records(sr_client *c, const char *model,
 		      int (*fn)(void *arg, const char *record_id, const char *data), void *arg);
 /* Bulk writes from JSON Lines {"record_id":…,"data":{…}}; *count gets the number written. */
-int sr_client_import(sr_client *c, const char *model, const char *jsonl_path, long *count);
+int sr_client_import(sr_client *c, long *count, const char *model, const char *jsonl_path);
 
 typedef struct sr_sync_opts {
 	int version;       /* SR_SYNC_OPTS_VERSION */
@@ -120,7 +123,7 @@ int sr_client_sync(sr_client *c, const sr_sync_opts *opts);
  * clock-skew is not among them: it stays in the outbox and is pushed once the relay takes it. */
 long sr_client_rejected(sr_client *c);
 /* The rejected changes as JSON {"rejected":[{id, hlc, model, record_id, op, status, code,
- * detail}]}, oldest first. *out is the caller's: release with free(). */
+ * detail}]}, oldest first. *out is the caller's: release with sr_free(). */
 int sr_client_rejected_list(sr_client *c, char **out);
 /* Puts rejected change id (0: every one) back at the end of the outbox; *count = how many. */
 int sr_client_rejected_retry(sr_client *c, long *count, long long id);
@@ -139,7 +142,7 @@ int sr_client_status(sr_client *c, char **out);
 /* Compares local and relay digests; with repair, fetches mismatched buckets and heals them.
  * *out gets the report (section 7 `verify --json`); returns SR_EMISMATCH when a scope still
  * differs. */
-int sr_client_verify(sr_client *c, int repair, char **out);
+int sr_client_verify(sr_client *c, char **out, int repair);
 
 #ifdef __cplusplus
 }

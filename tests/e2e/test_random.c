@@ -140,7 +140,7 @@ static void one_run(unsigned seed, long ops)
 			cr_assert_eq(sync_ok(c[d]), 0, "seed %u: final sync of device %d: %s", seed, d, sr_client_errmsg(c[d]));
 		for (d = 0; d < NDEV; d++) {
 			char *rep = NULL;
-			int rc = sr_client_verify(c[d], 0, &rep);
+			int rc = sr_client_verify(c[d], &rep, 0);
 
 			all &= rc == 0;
 			free(rep);
@@ -151,7 +151,7 @@ static void one_run(unsigned seed, long ops)
 	for (d = 0; d < NDEV; d++) {
 		char *rep = NULL, *st = NULL;
 		json_t *j;
-		int rc = sr_client_verify(c[d], 0, &rep);
+		int rc = sr_client_verify(c[d], &rep, 0);
 
 		cr_assert_eq(rc, 0, "seed %u: device %d (store %s) still differs from the relay after %d rounds: %s", seed, d,
 			     path[d], round, rep ? rep : sr_client_errmsg(c[d]));
