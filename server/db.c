@@ -380,10 +380,36 @@ static void put_back(int idx)
 	pthread_mutex_unlock(&pool.lock);
 }
 
+/* How long db_acquire waited for a free connection: every acquire is counted (a pool that is
+ * big enough shows them all in the first bucket), guarded by pool.lock. */
+static const double wait_bounds[DB_WAIT_BUCKETS] = {0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5};
+static struct db_wait_stats waits;
+
+void db_pool_wait_stats(struct db_wait_stats *out)
+{
+	pthread_mutex_lock(&pool.lock);
+	*out = waits;
+	pthread_mutex_unlock(&pool.lock);
+}
+
+const double *db_pool_wait_bounds(void)
+{
+	return wait_bounds;
+}
+
+static double mono_now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 PGconn *db_acquire(void)
 {
 	struct timespec deadline;
-	int idx = -1;
+	double t0 = mono_now(), waited;
+	int idx = -1, b = 0;
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += 5;
@@ -394,6 +420,14 @@ PGconn *db_acquire(void)
 	}
 	if (pool.nfree > 0)
 		idx = pool.free_stack[--pool.nfree];
+	waited = mono_now() - t0;
+	while (b < DB_WAIT_BUCKETS && waited > wait_bounds[b])
+		b++;
+	waits.bucket[b]++;
+	waits.count++;
+	waits.sum_s += waited;
+	if (idx < 0)
+		waits.timeouts++;
 	pthread_mutex_unlock(&pool.lock);
 	if (idx < 0)
 		return NULL;

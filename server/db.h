@@ -59,6 +59,17 @@ int db_pool_open(const char *conninfo, int size);
 void db_pool_close(void);
 int db_pool_size(void);
 int db_pool_in_use(void);
+/* Time spent waiting for a pool connection, for /metrics: a histogram over
+ * db_pool_wait_bounds() (bucket[DB_WAIT_BUCKETS] is above the last bound), and the acquires
+ * that gave up after the 5 s deadline (answered 503). */
+#define DB_WAIT_BUCKETS 9
+struct db_wait_stats {
+	unsigned long long bucket[DB_WAIT_BUCKETS + 1];
+	unsigned long long count, timeouts;
+	double sum_s;
+};
+void db_pool_wait_stats(struct db_wait_stats *out);
+const double *db_pool_wait_bounds(void);
 
 /* Borrows a connection, waiting up to a few seconds; NULL when none could be had. A session
  * that shows signs of a lost server is renewed (reconnected, set up, prepared) first; one that

@@ -144,6 +144,32 @@ static uint64_t ld(const uint64_t *p)
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+/* the pool's wait histogram: where its p99 leaves the first buckets, requests queue for a
+ * connection (SYNCRELAY_DB_POOL too small, or statements slow) */
+static void render_pool_wait(sr_buf *b)
+{
+	const double *bound = db_pool_wait_bounds();
+	struct db_wait_stats w;
+	unsigned long long cum = 0;
+	int i;
+
+	db_pool_wait_stats(&w);
+	sr_buf_puts(b, "# HELP syncrelay_db_pool_wait_seconds Time waited for a free database connection.\n"
+		       "# TYPE syncrelay_db_pool_wait_seconds histogram\n");
+	for (i = 0; i <= DB_WAIT_BUCKETS; i++) {
+		cum += w.bucket[i];
+		if (i < DB_WAIT_BUCKETS)
+			sr_buf_printf(b, "syncrelay_db_pool_wait_seconds_bucket{le=\"%g\"} %llu\n", bound[i], cum);
+		else
+			sr_buf_printf(b, "syncrelay_db_pool_wait_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+	}
+	sr_buf_printf(b,
+		      "syncrelay_db_pool_wait_seconds_sum %.6f\nsyncrelay_db_pool_wait_seconds_count %llu\n"
+		      "# HELP syncrelay_db_pool_timeouts_total Requests that found no free database connection within 5 s.\n"
+		      "# TYPE syncrelay_db_pool_timeouts_total counter\nsyncrelay_db_pool_timeouts_total %llu\n",
+		      w.sum_s, w.count, w.timeouts);
+}
+
 char *metrics_render(void)
 {
 	static const char *cls_label[NCLASS] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -209,6 +235,7 @@ char *metrics_render(void)
 		      "# TYPE syncrelay_db_pool_size gauge\nsyncrelay_db_pool_size %d\n",
 		      (unsigned long long)ld(&m.pushes), (unsigned long long)ld(&m.accepted),
 		      (unsigned long long)ld(&m.duplicates), poll_held(), db_pool_in_use(), db_pool_size());
+	render_pool_wait(&b);
 	compact_metrics(&b);
 	sr_buf_printf(&b,
 		      "# HELP syncrelay_db_errors_total Requests answered 500 or 503 for a database error.\n"
