@@ -1535,7 +1535,16 @@ int main(int argc, char **argv)
 		if (opt.relay_nofile > 0 && (rlim_t)opt.relay_nofile < rl.rlim_cur)
 			rl.rlim_cur = (rlim_t)opt.relay_nofile;
 		setrlimit(RLIMIT_NOFILE, &rl);
-		h_relay_start(&relay, NULL, NULL);
+		{
+			/* a load test from one host and a few devices: the per-device rate limit, the
+			 * per-IP and total connection caps and the per-device poll cap are settings an
+			 * operator raises for it (their defaults protect a shared relay) */
+			static const char *const env[] = {
+				"SYNCRELAY_RATE_PER_S=1000000", "SYNCRELAY_RATE_BURST=1000000",
+				"SYNCRELAY_MAX_CONNECTIONS=30000", "SYNCRELAY_MAX_CONNECTIONS_PER_IP=30000",
+				"SYNCRELAY_MAX_POLLS_PER_DEVICE=100000", NULL};
+			h_relay_start(&relay, NULL, env);
+		}
 		setrlimit(RLIMIT_NOFILE, &keep);
 		own_relay = 1;
 		note("the relay was started with a soft RLIMIT_NOFILE of %ld (hard %ld)", (long)rl.rlim_cur,

@@ -3,11 +3,13 @@
  * paging, idempotent re-push, every refusal a push can meet (each leaving the library
  * untouched), last-writer-wins, tombstones, limits, and held long-polls.
  */
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -1066,4 +1068,73 @@ Test(pull, long_poll_wakes_on_push_and_expires, .timeout = 120)
 	cr_assert_lt(p.seconds, 5);
 	h_resp_free(&p);
 	cr_assert_eq(h_relay_stop(&r), 0, "relay exit status not 0; see %s", r.log);
+}
+
+/* One number from the relay's database. */
+static long long sql_num(PGconn *c, const char *sql)
+{
+	PGresult *res = PQexec(c, sql);
+	long long v;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+	v = atoll(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return v;
+}
+
+/* The rows of records the relay's session has read and inserted, once its statistics show
+ * at least want inserts (a backend reports them when it goes idle, within about 10 s). */
+static void records_reads(PGconn *c, long long want_ins, long long *read, const char *what)
+{
+	double deadline = h_mono() + 30;
+	long long ins = -1;
+
+	while (h_mono() < deadline) {
+		PQclear(PQexec(c, "SELECT pg_stat_clear_snapshot()"));
+		ins = sql_num(c, "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'records'");
+		if (ins >= want_ins)
+			break;
+		usleep(50 * 1000); /* polling the statistics view, under the deadline */
+	}
+	cr_assert_geq(ins, want_ins, "%s: the statistics show %lld inserts into records after 30 s, want %lld", what,
+		      ins, want_ins);
+	*read = sql_num(c, "SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0)"
+			   " FROM pg_stat_user_tables WHERE relname = 'records'");
+}
+
+/* A push reads the records it touches, not the library: with a pool of one connection its
+ * statements run on their generic plans after 5 pushes, over a library of 20,000 records
+ * that has no statistics (the plans that once hashed the whole library per batch). */
+Test(push, touches_only_its_records_whatever_the_plan)
+{
+	static const char *const env[] = {"SYNCRELAY_DB_POOL=1", NULL};
+	struct relay r;
+	struct lib l;
+	struct dev d1, d2;
+	PGconn *c;
+	long long before, after, base_ins;
+	uint64_t t = h_now_ms();
+	int i;
+
+	h_relay_start(&r, NULL, env);
+	h_fixture(&r, &l, &d1, &d2);
+	h_sql(&r,
+	      "INSERT INTO records (library_id, model, record_id, owner, bucket, hlc, deleted, data)"
+	      " SELECT $1, 'entry', md5(g::text)::uuid::text, '', 0, lpad(to_hex(g), 16, '0') || '-0000000000000000-"
+	      "00000000-0000-4000-8000-000000000000', false, '{}' FROM generate_series(1, 20000) g",
+	      l.id);
+	c = PQconnectdb(r.db);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	for (i = 0; i < 8; i++) /* past the 5 custom plans */
+		h_push_ok(&r, &l, &d1, h_batch(&d1, t, i * 10, 10), 10, 0);
+	base_ins = 20000 + 80;
+	records_reads(c, base_ins, &before, "after the warm-up pushes");
+	for (i = 8; i < 18; i++)
+		h_push_ok(&r, &l, &d1, h_batch(&d1, t, i * 10, 10), 10, 0);
+	records_reads(c, base_ins + 100, &after, "after the measured pushes");
+	cr_assert_lt(after - before, 2000,
+		     "10 pushes of 10 new records read %lld rows of records: the library of 20,000 was scanned",
+		     after - before);
+	PQfinish(c);
+	cr_assert_eq(h_relay_stop(&r), 0);
 }
