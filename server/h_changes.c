@@ -164,24 +164,33 @@ cleanup:
 	return rc;
 }
 
-/* The next page of r's event stream from its cursor, as events into r->sse->out; the cursor
- * moves past the page and fetch says whether more follow. 0, or -1 with a problem in out. */
-int changes_stream_page(struct req *r, struct reply *out)
+/* The next page of stream s from its cursor, as events appended to s->out; the cursor moves
+ * past the page and fetch says whether more follow. 0, or -1 with a problem in out. */
+static int stream_page(struct req *r, struct sse *s, long long check_seq, const char *check_hlc,
+		       struct reply *out)
 {
-	struct sse *s = r->sse;
 	char next_hlc[SR_HLC_LEN + 1] = "";
 	long long next = 0, head = 0;
 	sr_buf b = {0};
-	int rc = pull_page(r, s->since, s->since_hlc, 0, "", s->limit, s->include_own, &next, next_hlc, &b, out,
-			   &s->out, &head);
+	int rc = pull_page(r, s->since, s->since_hlc, check_seq, check_hlc, s->limit, s->include_own, &next,
+			   next_hlc, &b, out, &s->out, &head);
 
 	sr_buf_free(&b);
 	if (rc < 0)
 		return -1;
+	if (s->out.oom) {
+		reply_problem(out, 503, "unavailable", "out of memory; retry");
+		return -1;
+	}
 	s->since = next;
 	memcpy(s->since_hlc, next_hlc, sizeof s->since_hlc);
 	s->fetch = next < head;
 	return 0;
+}
+
+int changes_stream_page(struct req *r, struct reply *out)
+{
+	return stream_page(r, r->sse, 0, "", out);
 }
 
 /* A pull as an event stream (sse.h): the same checks and first page as a pull, answered as
@@ -215,24 +224,10 @@ static int pull_stream(struct req *r, struct reply *out, long long since, const 
 	/* a comment first: the client sees the stream open before any change */
 	sr_buf_puts(&s->out, ": open\n\n");
 	s->gen = poll_gen(r->lib);
-	{
-		char next_hlc[SR_HLC_LEN + 1] = "";
-		long long next = 0, head = 0;
-		sr_buf b = {0};
-		int rc = pull_page(r, since, s->since_hlc, check_seq, check_hlc, limit, include_own, &next, next_hlc, &b,
-				   out, &s->out, &head);
-
-		sr_buf_free(&b);
-		if (rc < 0 || s->out.oom) {
-			if (rc >= 0)
-				reply_problem(out, 503, "unavailable", "out of memory; retry");
-			sr_buf_free(&s->out);
-			free(s);
-			return HANDLER_DONE;
-		}
-		s->since = next;
-		memcpy(s->since_hlc, next_hlc, sizeof s->since_hlc);
-		s->fetch = next < head;
+	if (stream_page(r, s, check_seq, check_hlc, out)) {
+		sr_buf_free(&s->out);
+		free(s);
+		return HANDLER_DONE;
 	}
 	return sse_begin(r, s, out);
 }
