@@ -8,6 +8,7 @@
 #include "library.h"
 #include "longpoll.h"
 #include "push.h"
+#include "sse.h"
 
 int h_changes_push(struct req *r, struct reply *out)
 {
@@ -59,10 +60,11 @@ static int check_change(PGconn *c, const char *lib, const struct library *l, lon
  * none): the row at seq = since must still hold it, or the relay's history was rewritten
  * (a database restored from a backup) and what follows is not what the device missed.
  * Returns 1 when the page holds changes for the caller or more to read, 0 when empty
- * (next and next_hlc still filled), -1 on error (out filled). */
+ * (next and next_hlc still filled), -1 on error (out filled). With ev (an event stream),
+ * each change is also appended to ev as an event and *head_out gets the head. */
 static int pull_page(struct req *r, long long since, const char *since_hlc, long long check_seq,
 		     const char *check_hlc, long long limit, int include_own, long long *next, char *next_hlc,
-		     sr_buf *b, struct reply *out)
+		     sr_buf *b, struct reply *out, sr_buf *ev, long long *head_out)
 {
 	char s_since[24], s_head[24], s_limit[24];
 	PGconn *c = db_acquire();
@@ -136,10 +138,17 @@ static int pull_page(struct req *r, long long since, const char *since_hlc, long
 		ch.op = atoi(PQgetvalue(res, i, 5)) ? SR_OP_DELETE : SR_OP_UPSERT;
 		/* served as stored: the canonical text accepted at push, byte for byte */
 		ch.data = PQgetisnull(res, i, 6) ? NULL : PQgetvalue(res, i, 6);
+		if (ev) {
+			sse_put_change(ev, &ch);
+			n++;
+			continue;
+		}
 		if (n++)
 			sr_buf_putc(b, ',');
 		sr_change_write(b, &ch);
 	}
+	if (head_out)
+		*head_out = head;
 	sr_buf_printf(b, "],\"next\":%lld,\"next_hlc\":", *next);
 	if (*next_hlc)
 		sr_buf_printf(b, "\"%s\"", next_hlc);
@@ -153,6 +162,74 @@ cleanup:
 	library_free(&l);
 	db_release(c);
 	return rc;
+}
+
+/* The next page of stream s from its cursor, as events appended to s->out; the cursor moves
+ * past the page and fetch says whether more follow. 0, or -1 with a problem in out. */
+static int stream_page(struct req *r, struct sse *s, long long check_seq, const char *check_hlc,
+		       struct reply *out)
+{
+	char next_hlc[SR_HLC_LEN + 1] = "";
+	long long next = 0, head = 0;
+	sr_buf b = {0};
+	int rc = pull_page(r, s->since, s->since_hlc, check_seq, check_hlc, s->limit, s->include_own, &next,
+			   next_hlc, &b, out, &s->out, &head);
+
+	sr_buf_free(&b);
+	if (rc < 0)
+		return -1;
+	if (s->out.oom) {
+		reply_problem(out, 503, "unavailable", "out of memory; retry");
+		return -1;
+	}
+	s->since = next;
+	memcpy(s->since_hlc, next_hlc, sizeof s->since_hlc);
+	s->fetch = next < head;
+	return 0;
+}
+
+int changes_stream_page(struct req *r, struct reply *out)
+{
+	return stream_page(r, r->sse, 0, "", out);
+}
+
+/* A pull as an event stream (sse.h): the same checks and first page as a pull, answered as
+ * problems before the stream starts. Last-Event-ID (the seq of the last event a client
+ * saw; EventSource sends it when it reconnects) wins over since, and then since_hlc (which
+ * named since's change) is not used. wait, when given, is the keepalive period. */
+static int pull_stream(struct req *r, struct reply *out, long long since, const char *since_hlc,
+		       long long check_seq, const char *check_hlc, long long limit, int include_own,
+		       long long wait)
+{
+	const char *last = req_header(r, "Last-Event-ID");
+	struct sse *s;
+
+	if (last && *last) {
+		if (http_parse_int(last, 0, INT64_MAX, &since)) {
+			reply_problem(out, 400, "bad-request", "\"Last-Event-ID\" must be the seq of a change event");
+			return HANDLER_DONE;
+		}
+		since_hlc = NULL;
+	}
+	s = calloc(1, sizeof *s);
+	if (!s) {
+		reply_problem(out, 503, "unavailable", "out of memory; retry");
+		return HANDLER_DONE;
+	}
+	s->since = since;
+	snprintf(s->since_hlc, sizeof s->since_hlc, "%s", since_hlc ? since_hlc : "");
+	s->limit = limit;
+	s->include_own = include_own;
+	s->keepalive_s = wait > 0 ? (double)wait : SSE_KEEPALIVE_S;
+	/* a comment first: the client sees the stream open before any change */
+	sr_buf_puts(&s->out, ": open\n\n");
+	s->gen = poll_gen(r->lib);
+	if (stream_page(r, s, check_seq, check_hlc, out)) {
+		sr_buf_free(&s->out);
+		free(s);
+		return HANDLER_DONE;
+	}
+	return sse_begin(r, s, out);
 }
 
 int h_changes_pull(struct req *r, struct reply *out)
@@ -177,6 +254,8 @@ int h_changes_pull(struct req *r, struct reply *out)
 		reply_problem(out, 400, "bad-request", "\"check_seq\" needs \"check_hlc\", an HLC");
 		return HANDLER_DONE;
 	}
+	if (sse_wanted(r))
+		return pull_stream(r, out, since, since_hlc, check_seq, check_hlc, limit, include_own, wait);
 	if (r->poll_state == POLL_NONE) {
 		r->poll_deadline = now_mono() + (double)wait;
 		snprintf(r->poll_since_hlc, sizeof r->poll_since_hlc, "%s", since_hlc ? since_hlc : "");
@@ -189,7 +268,7 @@ int h_changes_pull(struct req *r, struct reply *out)
 		uint64_t gen = can_wait ? poll_gen(r->lib) : 0;
 		sr_buf b = {0};
 		int rc = pull_page(r, since, r->poll_since_hlc, check_seq, check_hlc, limit, include_own, &next,
-				   next_hlc, &b, out);
+				   next_hlc, &b, out, NULL, NULL);
 
 		if (rc < 0) {
 			sr_buf_free(&b);

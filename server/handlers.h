@@ -15,6 +15,8 @@ int h_schema_put(struct req *r, struct reply *out);
 int h_schema_get(struct req *r, struct reply *out);
 int h_changes_push(struct req *r, struct reply *out);
 int h_changes_pull(struct req *r, struct reply *out);
+/* The next page of r's event stream (sse.h), on a request worker. 0, or -1 with out filled. */
+int changes_stream_page(struct req *r, struct reply *out);
 int h_ack(struct req *r, struct reply *out);
 int h_records(struct req *r, struct reply *out);
 int h_digest(struct req *r, struct reply *out);

@@ -5,7 +5,8 @@
  * one completion callback. Everything that reads the database (authentication, handlers)
  * runs on a request worker (workq.c) while the connection is suspended, so these threads
  * never wait on the database. Held long-polls are suspended connections owned by
- * longpoll.c, so they take no thread while they wait.
+ * longpoll.c, so they take no thread while they wait; so are event streams (sse.h) between
+ * their events.
  */
 #include "http.h"
 
@@ -28,6 +29,7 @@
 #include "metrics.h"
 #include "longpoll.h"
 #include "routes.h"
+#include "sse.h"
 #include "tls.h"
 #include "workq.h"
 
@@ -72,6 +74,11 @@ int http_active_requests(void)
 const char *req_arg(struct req *r, const char *name)
 {
 	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *req_header(struct req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
 int req_arg_flag(struct req *r, const char *name)
@@ -170,11 +177,35 @@ void http_resume(struct req *r)
 	MHD_resume_connection(r->conn);
 }
 
+/* An event stream's 200 (sse.h): headers now, the body from its content reader as events come.
+ * Unknown size: chunked on HTTP/1.1, so its end is a clean end of the response. */
+static enum MHD_Result send_stream(struct req *r, struct reply *rep)
+{
+	struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_read, r, NULL);
+	enum MHD_Result ret;
+
+	free(rep->body);
+	rep->body = NULL;
+	if (!resp)
+		return MHD_NO;
+	access_headers(r, resp, 200, NULL, NULL);
+	MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+	MHD_add_response_header(resp, "Cache-Control", "no-cache");
+	/* a buffering proxy (nginx) would hold the events back */
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	ret = MHD_queue_response(r->conn, 200, resp);
+	MHD_destroy_response(resp);
+	r->responded = 200;
+	return ret;
+}
+
 static enum MHD_Result send_reply(struct req *r, struct reply *rep)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
+	if (r->sse && rep->status == 200)
+		return send_stream(r, rep);
 	if (!rep->body)
 		reply_problem(rep, 500, "internal", "the handler produced no reply");
 	resp = MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE);
@@ -449,6 +480,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if (!r)
 		return;
 	poll_cancel(r);
+	sse_free(r);
 	metrics_request(r->route_index, r->responded, now_mono() - r->t_start);
 	access_log(r);
 	free(r->body);

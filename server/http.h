@@ -32,6 +32,7 @@ struct reply {
 
 struct route;
 struct poll_waiter;
+struct sse;
 
 struct req {
 	struct MHD_Connection *conn;
@@ -56,10 +57,16 @@ struct req {
 	/* long-poll state, owned by longpoll.c while the connection is suspended */
 	struct req *poll_prev, *poll_next;
 	void *poll_slot;
-	int poll_state;       /* POLL_* in poll.h */
+	int poll_state;       /* POLL_* in longpoll.h */
 	int64_t poll_since;   /* effective since while holding */
 	char poll_since_hlc[SR_HLC_LEN + 1]; /* the change at poll_since, "" when unnamed */
 	double poll_deadline; /* monotonic seconds */
+
+	/* an event stream (sse.h), NULL for every other request; a stream is also on its
+	 * library's list of open streams (longpoll.c) for its whole life */
+	struct sse *sse;
+	struct req *stream_prev, *stream_next;
+	void *stream_slot;
 };
 
 /* Handlers return HANDLER_DONE with the reply filled, or HANDLER_SUSPEND after longpoll.c took
@@ -69,6 +76,8 @@ typedef int (*handler_fn)(struct req *r, struct reply *out);
 
 /* Query-string argument, or NULL. Borrowed for the request's lifetime. */
 const char *req_arg(struct req *r, const char *name);
+/* Request header (case-insensitive name), or NULL. Borrowed for the request's lifetime. */
+const char *req_header(struct req *r, const char *name);
 /* 1 when a flag query argument is "1" or "true", else 0. */
 int req_arg_flag(struct req *r, const char *name);
 /* Integer query argument in [min, max], def when absent. 0, or -1 with a 400 in out. */

@@ -17,12 +17,13 @@ struct slot {
 	char lib[SR_UUID_LEN + 1];
 	uint64_t gen;
 	struct req *waiters;
+	struct req *streams; /* open event streams, waiting or not */
 	struct slot *next;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slot *table[NSLOTS];
-static int held;
+static int held; /* long-polls waiting plus streams open */
 static int stopping;
 
 /* Finds or creates the library's slot; lock held. NULL only when out of memory. */
@@ -55,7 +56,8 @@ static void unlink_waiter(struct req *r)
 		r->poll_next->poll_prev = r->poll_prev;
 	r->poll_prev = r->poll_next = NULL;
 	r->poll_slot = NULL;
-	held--;
+	if (!r->stream_slot)
+		held--; /* a stream is counted while it is open */
 }
 
 static void resume(struct req *r, int state)
@@ -78,13 +80,16 @@ uint64_t poll_gen(const char *lib)
 	return g;
 }
 
-/* How many polls r's device holds in s (its library's slot); lock held. */
+/* How many polls and streams r's device holds in s (its library's slot); lock held. A
+ * waiting stream is on both lists and counted once. */
 static int device_polls(const struct slot *s, const struct req *r)
 {
 	const struct req *w;
 	int n = 0;
 
 	for (w = s->waiters; w; w = w->poll_next)
+		n += !w->stream_slot && !strcmp(w->auth.device_id, r->auth.device_id);
+	for (w = s->streams; w; w = w->stream_next)
 		n += !strcmp(w->auth.device_id, r->auth.device_id);
 	return n;
 }
@@ -96,7 +101,7 @@ int poll_hold(struct req *r, const char *lib, uint64_t gen, double deadline)
 
 	pthread_mutex_lock(&lock);
 	s = slot_get(lib);
-	if (stopping || !s || device_polls(s, r) >= cfg.max_polls_per_device)
+	if (stopping || !s || (!r->stream_slot && device_polls(s, r) >= cfg.max_polls_per_device))
 		ok = -1;
 	else if (s->gen == gen) {
 		r->poll_slot = s;
@@ -107,7 +112,8 @@ int poll_hold(struct req *r, const char *lib, uint64_t gen, double deadline)
 		s->waiters = r;
 		r->poll_state = POLL_HELD;
 		r->poll_deadline = deadline;
-		held++;
+		if (!r->stream_slot)
+			held++;
 		http_suspend(r);
 		ok = 1;
 	}
@@ -163,12 +169,59 @@ void poll_expire(double now)
 	pthread_mutex_unlock(&lock);
 }
 
+int poll_stream_open(struct req *r, const char *lib)
+{
+	struct slot *s;
+	int rc = 0;
+
+	pthread_mutex_lock(&lock);
+	s = slot_get(lib);
+	if (stopping || !s)
+		rc = -1;
+	else if (device_polls(s, r) >= cfg.max_polls_per_device)
+		rc = -2;
+	else {
+		r->stream_slot = s;
+		r->stream_prev = NULL;
+		r->stream_next = s->streams;
+		if (s->streams)
+			s->streams->stream_prev = r;
+		s->streams = r;
+		held++;
+	}
+	pthread_mutex_unlock(&lock);
+	return rc;
+}
+
 void poll_cancel(struct req *r)
 {
 	pthread_mutex_lock(&lock);
 	if (r->poll_slot)
 		unlink_waiter(r);
+	if (r->stream_slot) {
+		struct slot *s = r->stream_slot;
+
+		if (r->stream_prev)
+			r->stream_prev->stream_next = r->stream_next;
+		else
+			s->streams = r->stream_next;
+		if (r->stream_next)
+			r->stream_next->stream_prev = r->stream_prev;
+		r->stream_prev = r->stream_next = NULL;
+		r->stream_slot = NULL;
+		held--;
+	}
 	pthread_mutex_unlock(&lock);
+}
+
+int poll_stopping(void)
+{
+	int n;
+
+	pthread_mutex_lock(&lock);
+	n = stopping;
+	pthread_mutex_unlock(&lock);
+	return n;
 }
 
 void poll_shutdown(void)
