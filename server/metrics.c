@@ -227,7 +227,7 @@ char *metrics_render(void)
 		      "# TYPE syncrelay_changes_accepted_total counter\nsyncrelay_changes_accepted_total %llu\n"
 		      "# HELP syncrelay_changes_duplicate_total Re-sent changes counted as duplicates.\n"
 		      "# TYPE syncrelay_changes_duplicate_total counter\nsyncrelay_changes_duplicate_total %llu\n"
-		      "# HELP syncrelay_longpolls_held Long-polls currently held.\n"
+		      "# HELP syncrelay_longpolls_held Long-polls and event streams currently held.\n"
 		      "# TYPE syncrelay_longpolls_held gauge\nsyncrelay_longpolls_held %d\n"
 		      "# HELP syncrelay_db_pool_in_use Database connections in use.\n"
 		      "# TYPE syncrelay_db_pool_in_use gauge\nsyncrelay_db_pool_in_use %d\n"

@@ -1116,6 +1116,9 @@ Test(push, touches_only_its_records_whatever_the_plan)
 	uint64_t t = h_now_ms();
 	int i;
 
+	if (getenv("SYNCRELAY_TEST_CITUS"))
+		cr_skip_test("on Citus the reads happen in the workers' shards, which the coordinator's statistics do not "
+			     "show; the statements are the same");
 	h_relay_start(&r, NULL, env);
 	h_fixture(&r, &l, &d1, &d2);
 	h_sql(&r,
