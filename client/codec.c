@@ -377,15 +377,40 @@ void sr_change_clear(sr_change *c)
 	c->data = NULL;
 }
 
+/* Appends a literal (a string constant) without strlen. */
+#define PUT_LIT(b, s) sr_buf_put((b), (s), sizeof(s) - 1)
+
 void sr_change_write(sr_buf *b, const sr_change *c)
 {
-	sr_buf_putc(b, '{');
-	if (c->seq > 0)
-		sr_buf_printf(b, "\"seq\":%lld,", (long long)c->seq);
+	/* a pull page writes one of these per change: plain copies, no printf (it was a third
+	 * of the relay's time serving pages) */
+	if (c->seq > 0) {
+		char num[24], *e = num + sizeof num, *q = e;
+		unsigned long long v = (unsigned long long)c->seq;
+
+		do
+			*--q = (char)('0' + v % 10);
+		while (v /= 10);
+		PUT_LIT(b, "{\"seq\":");
+		sr_buf_put(b, q, (size_t)(e - q));
+		PUT_LIT(b, ",\"hlc\":\"");
+	} else {
+		PUT_LIT(b, "{\"hlc\":\"");
+	}
 	/* hlc, model and record_id were validated: they need no escaping */
-	sr_buf_printf(b, "\"hlc\":\"%s\",\"model\":\"%s\",\"record_id\":\"%s\",\"op\":\"%s\",\"data\":",
-		      c->hlc, c->model, c->record_id, sr_op_name(c->op));
-	sr_buf_puts(b, c->data ? c->data : "null");
+	sr_buf_puts(b, c->hlc);
+	PUT_LIT(b, "\",\"model\":\"");
+	sr_buf_puts(b, c->model);
+	PUT_LIT(b, "\",\"record_id\":\"");
+	sr_buf_puts(b, c->record_id);
+	if (c->op == SR_OP_DELETE)
+		PUT_LIT(b, "\",\"op\":\"delete\",\"data\":");
+	else
+		PUT_LIT(b, "\",\"op\":\"upsert\",\"data\":");
+	if (c->data)
+		sr_buf_puts(b, c->data);
+	else
+		PUT_LIT(b, "null");
 	sr_buf_putc(b, '}');
 }
 

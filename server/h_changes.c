@@ -56,6 +56,18 @@ static int check_change(PGconn *c, const char *lib, const struct library *l, lon
 	return rc;
 }
 
+/* Copies a column of row i into dst[cap], cut to fit: the columns were validated at push
+ * and fit their buffers (a page copies three per change; no printf). */
+static void field_copy(char *dst, size_t cap, const PGresult *res, int i, int col)
+{
+	size_t n = (size_t)PQgetlength(res, i, col);
+
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst, PQgetvalue(res, i, col), n);
+	dst[n] = '\0';
+}
+
 /* One page from since. A cursor names its change too (since_hlc, "" when the device has
  * none): the row at seq = since must still hold it, or the relay's history was rewritten
  * (a database restored from a backup) and what follows is not what the device missed.
@@ -71,7 +83,7 @@ static int pull_page(struct req *r, long long since, const char *since_hlc, long
 	PGresult *res = NULL;
 	struct library l = {0};
 	long long head;
-	int i = 0, end, n = 0, rc = -1;
+	int i = 0, end, n = 0, rc = -1, last = -1;
 
 	if (!c) {
 		db_problem(out, NULL, NULL);
@@ -125,17 +137,17 @@ static int pull_page(struct req *r, long long since, const char *since_hlc, long
 	snprintf(next_hlc, SR_HLC_LEN + 1, "%s", i ? PQgetvalue(res, 0, 1) : since_hlc);
 	sr_buf_puts(b, "{\"changes\":[");
 	for (end = i + (int)limit; i < PQntuples(res) && i < end; i++) {
-		sr_change ch = {0};
+		sr_change ch;
 
 		*next = atoll(PQgetvalue(res, i, 0));
-		snprintf(next_hlc, SR_HLC_LEN + 1, "%s", PQgetvalue(res, i, 1));
+		last = i;
 		if (!include_own && !strcmp(PQgetvalue(res, i, 2), r->auth.device_id))
 			continue;
 		ch.seq = *next;
-		snprintf(ch.hlc, sizeof ch.hlc, "%s", PQgetvalue(res, i, 1));
-		snprintf(ch.model, sizeof ch.model, "%s", PQgetvalue(res, i, 3));
-		snprintf(ch.record_id, sizeof ch.record_id, "%s", PQgetvalue(res, i, 4));
-		ch.op = atoi(PQgetvalue(res, i, 5)) ? SR_OP_DELETE : SR_OP_UPSERT;
+		field_copy(ch.hlc, sizeof ch.hlc, res, i, 1);
+		field_copy(ch.model, sizeof ch.model, res, i, 3);
+		field_copy(ch.record_id, sizeof ch.record_id, res, i, 4);
+		ch.op = PQgetvalue(res, i, 5)[0] != '0' ? SR_OP_DELETE : SR_OP_UPSERT;
 		/* served as stored: the canonical text accepted at push, byte for byte */
 		ch.data = PQgetisnull(res, i, 6) ? NULL : PQgetvalue(res, i, 6);
 		if (ev) {
@@ -147,6 +159,8 @@ static int pull_page(struct req *r, long long since, const char *since_hlc, long
 			sr_buf_putc(b, ',');
 		sr_change_write(b, &ch);
 	}
+	if (last >= 0)
+		field_copy(next_hlc, SR_HLC_LEN + 1, res, last, 1);
 	if (head_out)
 		*head_out = head;
 	sr_buf_printf(b, "],\"next\":%lld,\"next_hlc\":", *next);
