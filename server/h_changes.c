@@ -7,6 +7,8 @@
 #include "handlers.h"
 #include "library.h"
 #include "longpoll.h"
+#include "notify.h"
+#include "pagememo.h"
 #include "push.h"
 #include "sse.h"
 
@@ -79,58 +81,80 @@ static int pull_page(struct req *r, long long since, const char *since_hlc, long
 		     sr_buf *b, struct reply *out, sr_buf *ev, long long *head_out)
 {
 	char s_since[24], s_head[24], s_limit[24];
-	PGconn *c = db_acquire();
+	PGconn *c = NULL;
 	PGresult *res = NULL;
+	struct page_snap *snap = NULL;
 	struct library l = {0};
 	long long head;
+	uint64_t gen = 0;
+	/* a page another request just read serves this one too (pagememo.h); a check of the
+	 * pusher's change needs the database */
+	int memo = check_seq == 0 && notify_connected();
 	int i = 0, end, n = 0, rc = -1, last = -1;
 
-	if (!c) {
-		db_problem(out, NULL, NULL);
-		return -1;
+	if (memo) {
+		gen = poll_gen(r->lib); /* before the snapshot: see pagememo.h */
+		snap = pagememo_get(r->lib, gen, since, limit);
 	}
-	/* the horizon and the changes from one snapshot: compaction commits a higher horizon
-	 * before it removes what lies under it (compact.h) */
-	if (db_begin_snapshot(c)) {
-		db_problem(out, c, NULL);
-		goto cleanup;
-	}
-	if (library_load(c, r->lib, 0, &l, out))
-		goto cleanup;
-	head = l.head;
-	if (since < l.horizon) {
-		resync(out, &l, "beyond-horizon", "changes at or below this cursor were compacted");
-		goto cleanup;
-	}
-	if (since > head) {
-		resync(out, &l, "history-diverged", "the cursor is beyond this library's head");
-		goto cleanup;
-	}
-	if (check_seq > 0 && check_change(c, r->lib, &l, check_seq, check_hlc, out))
-		goto cleanup;
-	snprintf(s_since, sizeof s_since, "%lld", since);
-	snprintf(s_head, sizeof s_head, "%lld", head);
-	/* one more row than asked: the cursor's own */
-	snprintf(s_limit, sizeof s_limit, "%lld", limit + 1);
-	{
-		const char *p[4] = {r->lib, s_since, s_head, s_limit};
-		if (!(res = db_step(c, ST_PULL, p, out)))
+	if (!snap) {
+		if (!(c = db_acquire())) {
+			db_problem(out, NULL, NULL);
+			return -1;
+		}
+		/* the horizon and the changes from one snapshot: compaction commits a higher
+		 * horizon before it removes what lies under it (compact.h) */
+		if (db_begin_snapshot(c)) {
+			db_problem(out, c, NULL);
 			goto cleanup;
+		}
+		if (library_load(c, r->lib, 0, &l, out))
+			goto cleanup;
+		if (since < l.horizon) {
+			resync(out, &l, "beyond-horizon", "changes at or below this cursor were compacted");
+			goto cleanup;
+		}
+		if (since > l.head) {
+			resync(out, &l, "history-diverged", "the cursor is beyond this library's head");
+			goto cleanup;
+		}
+		if (check_seq > 0 && check_change(c, r->lib, &l, check_seq, check_hlc, out))
+			goto cleanup;
+		snprintf(s_since, sizeof s_since, "%lld", since);
+		snprintf(s_head, sizeof s_head, "%lld", l.head);
+		/* one more row than asked: the cursor's own */
+		snprintf(s_limit, sizeof s_limit, "%lld", limit + 1);
+		{
+			const char *p[4] = {r->lib, s_since, s_head, s_limit};
+			if (!(res = db_step(c, ST_PULL, p, out)))
+				goto cleanup;
+		}
+		db_release(c); /* the snapshot's reads are done */
+		c = NULL;
+		snap = pagememo_new(res, &l);
+		res = NULL;
+		if (!snap) {
+			reply_problem(out, 503, "unavailable", "out of memory; retry");
+			goto cleanup;
+		}
+		if (memo)
+			pagememo_put(r->lib, gen, since, limit, snap);
 	}
+	res = snap->res;
+	head = snap->l.head;
 	if (since > 0 && PQntuples(res) > 0 && atoll(PQgetvalue(res, 0, 0)) == since) {
 		if (*since_hlc && strcmp(PQgetvalue(res, 0, 1), since_hlc)) {
-			resync(out, &l, "history-diverged", "the change at this cursor is not the one the device saw");
+			resync(out, &snap->l, "history-diverged", "the change at this cursor is not the one the device saw");
 			goto cleanup;
 		}
 		i = 1;
 	} else if (since > 0 && *since_hlc) {
 		/* only a compacted cursor row may be missing, and then the horizon names it */
-		if (since != l.horizon || strcmp(l.horizon_hlc, since_hlc)) {
-			resync(out, &l, "history-diverged", "the change at this cursor is no longer in the log");
+		if (since != snap->l.horizon || strcmp(snap->l.horizon_hlc, since_hlc)) {
+			resync(out, &snap->l, "history-diverged", "the change at this cursor is no longer in the log");
 			goto cleanup;
 		}
-	} else if (since > 0 && since > l.horizon) {
-		resync(out, &l, "history-diverged", "the change at this cursor is no longer in the log");
+	} else if (since > 0 && since > snap->l.horizon) {
+		resync(out, &snap->l, "history-diverged", "the change at this cursor is no longer in the log");
 		goto cleanup;
 	}
 	*next = since;
@@ -169,10 +193,13 @@ static int pull_page(struct req *r, long long since, const char *since_hlc, long
 	else
 		sr_buf_puts(b, "null");
 	sr_buf_printf(b, ",\"head\":%lld,\"more\":%s,\"schema_version\":%d,\"relay_time\":%lld}", head,
-		      *next < head ? "true" : "false", l.schema_version, (long long)now_unix_ms());
+		      *next < head ? "true" : "false", snap->l.schema_version, (long long)now_unix_ms());
 	rc = n > 0 || *next < head;
 cleanup:
-	PQclear(res);
+	if (snap)
+		pagememo_release(snap); /* res is the page's */
+	else
+		PQclear(res);
 	library_free(&l);
 	db_release(c);
 	return rc;

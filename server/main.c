@@ -16,6 +16,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "notify.h"
+#include "pagememo.h"
 #include "longpoll.h"
 #include "tls.h"
 
@@ -173,6 +174,7 @@ int main(int argc, char **argv)
 	workq_stop();
 	notify_stop();
 	compact_stop();
+	pagememo_clear();
 	db_pool_close();
 	tls_free();
 	log_info("stopped");

@@ -18,6 +18,7 @@
 #include "compact.h"
 #include "db.h"
 #include "longpoll.h"
+#include "pagememo.h"
 #include "routes.h"
 #include "syncrelay_codec.h"
 
@@ -229,12 +230,16 @@ char *metrics_render(void)
 		      "# TYPE syncrelay_changes_duplicate_total counter\nsyncrelay_changes_duplicate_total %llu\n"
 		      "# HELP syncrelay_longpolls_held Long-polls and event streams currently held.\n"
 		      "# TYPE syncrelay_longpolls_held gauge\nsyncrelay_longpolls_held %d\n"
+		      "# HELP syncrelay_pull_pages_shared_total Pull pages served from one read by another request"
+		      " (a woken herd of polls reads its page once).\n"
+		      "# TYPE syncrelay_pull_pages_shared_total counter\nsyncrelay_pull_pages_shared_total %llu\n"
 		      "# HELP syncrelay_db_pool_in_use Database connections in use.\n"
 		      "# TYPE syncrelay_db_pool_in_use gauge\nsyncrelay_db_pool_in_use %d\n"
 		      "# HELP syncrelay_db_pool_size Database connections in the pool.\n"
 		      "# TYPE syncrelay_db_pool_size gauge\nsyncrelay_db_pool_size %d\n",
 		      (unsigned long long)ld(&m.pushes), (unsigned long long)ld(&m.accepted),
-		      (unsigned long long)ld(&m.duplicates), poll_held(), db_pool_in_use(), db_pool_size());
+		      (unsigned long long)ld(&m.duplicates), poll_held(), pagememo_hits(), db_pool_in_use(),
+		      db_pool_size());
 	render_pool_wait(&b);
 	compact_metrics(&b);
 	sr_buf_printf(&b,

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "library.h"
+#include "pagememo.h"
 
 /* ---- a small string-keyed index (open addressing); values are array positions ---- */
 
@@ -662,6 +663,8 @@ void push_run(const char *lib, const char *dev, const json_t *body, struct reply
 		db_problem(out, c, NULL);
 		goto cleanup;
 	}
+	if (accepted > 0)
+		pagememo_forget(lib);
 	metrics_push(accepted, b.ndup);
 	push_reply(&b, accepted, head, out);
 	goto cleanup;

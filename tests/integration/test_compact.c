@@ -710,8 +710,10 @@ Test(compact, four_devices_push_and_pull_while_compacting)
 	int phase = 0, i, j, n0, n1;
 	long long missing = 0, dups = 0, expected = 0;
 	double p50_0, p99_0, p50_1, p99_1, t_end;
+	/* each writer pushes and pulls as fast as the relay answers: above the default rate limit */
+	static const char *const env[] = {"SYNCRELAY_RATE_PER_S=100000", "SYNCRELAY_RATE_BURST=100000", NULL};
 
-	h_relay_start(&r, NULL, NULL);
+	h_relay_start(&r, NULL, env);
 	h_fixture(&r, &l, &first, NULL);
 	for (i = 0; i < NDEV; i++) {
 		struct writer *w = &writers[i];
