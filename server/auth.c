@@ -9,6 +9,7 @@
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -17,6 +18,7 @@
 #include "db.h"
 #include "log.h"
 #include "longpoll.h"
+#include "notify.h"
 #include "ratelimit.h"
 #include "routes.h"
 
@@ -60,20 +62,94 @@ static int is_admin(const char *token)
 	return CRYPTO_memcmp(want, got, 64) == 0;
 }
 
-/* Looks the token up; fills a->kind etc. Returns 0 found, 1 unknown, -1 database failure. */
-static int lookup(struct auth *a, const char *token, struct reply *out)
+/*
+ * Device tokens looked up recently, so that the polls one push wakes (each authenticated again
+ * when it resumes) and a device's run of requests do not each query the tokens table. An
+ * entry holds only while its library's wake generation (longpoll.h) has not moved since the
+ * generation was read, before the lookup that filled it: a revocation commits, then notifies
+ * the library on every relay, which moves the generation, so a held poll woken by it is
+ * looked up afresh and answered 401 as before. Used only while the LISTEN connection is up
+ * (without it the generation does not move), for at most ACACHE_TTL_S, and cleared by a
+ * revocation on this relay (before its NOTIFY comes back).
+ */
+#define ACACHE_SLOTS 1024
+#define ACACHE_TTL_S 2.0
+
+struct acache {
+	char hash[65];
+	char lib[SR_UUID_LEN + 1];
+	char dev[SR_UUID_LEN + 1];
+	uint64_t gen;
+	double at;
+};
+
+static pthread_mutex_t alock = PTHREAD_MUTEX_INITIALIZER;
+static struct acache acache[ACACHE_SLOTS];
+
+static struct acache *acache_slot(const char *hash)
+{
+	return &acache[sr_fnv1a64(hash, 64) % ACACHE_SLOTS];
+}
+
+static int acache_get(const char *hash, const char *lib, uint64_t gen, struct auth *a)
+{
+	struct acache *e = acache_slot(hash);
+	int hit;
+
+	pthread_mutex_lock(&alock);
+	hit = e->hash[0] && !strcmp(e->hash, hash) && !strcmp(e->lib, lib) && e->gen == gen &&
+	      now_mono() - e->at < ACACHE_TTL_S;
+	if (hit) {
+		a->kind = AUTH_DEVICE;
+		memcpy(a->library_id, e->lib, sizeof e->lib);
+		memcpy(a->device_id, e->dev, sizeof e->dev);
+	}
+	pthread_mutex_unlock(&alock);
+	return hit;
+}
+
+static void acache_put(const char *hash, uint64_t gen, const struct auth *a)
+{
+	struct acache *e = acache_slot(hash);
+
+	pthread_mutex_lock(&alock);
+	memcpy(e->hash, hash, sizeof e->hash);
+	snprintf(e->lib, sizeof e->lib, "%s", a->library_id);
+	snprintf(e->dev, sizeof e->dev, "%s", a->device_id);
+	e->gen = gen;
+	e->at = now_mono();
+	pthread_mutex_unlock(&alock);
+}
+
+void auth_cache_clear(void)
+{
+	pthread_mutex_lock(&alock);
+	memset(acache, 0, sizeof acache);
+	pthread_mutex_unlock(&alock);
+}
+
+/* Looks the token up; fills a->kind etc. Returns 0 found, 1 unknown, -1 database failure, 2
+ * when it is not cached and no_db forbids the query. lib is the library in the path ("" for
+ * none): only its device tokens are cached. */
+static int lookup(struct auth *a, const char *lib, const char *token, int no_db, struct reply *out)
 {
 	char hash[65];
 	const char *params[2] = {hash, NULL};
-	PGconn *c = db_acquire();
+	int cache = lib[0] && notify_connected();
+	uint64_t gen = cache ? poll_gen(lib) : 0; /* before the lookup: see above */
+	PGconn *c;
 	PGresult *res = NULL;
 	int rc = -1;
 
-	if (!c) {
+	auth_token_hash(hash, token);
+	if (cache && acache_get(hash, lib, gen, a))
+		return 0; /* seen within the TTL: its last_seen is fresh */
+	if (no_db)
+		return 2;
+	if (!(c = db_acquire())) {
 		db_problem(out, NULL, NULL);
 		return -1;
 	}
-	auth_token_hash(hash, token);
 	res = db_exec(c, ST_TOKEN_LOOKUP, params);
 	if (!db_ok(res)) {
 		db_problem(out, c, res);
@@ -90,6 +166,8 @@ static int lookup(struct auth *a, const char *token, struct reply *out)
 			const char *p2[2] = {a->library_id, a->device_id};
 			PQclear(res);
 			res = db_exec(c, ST_DEVICE_SEEN, p2);
+			if (cache && !strcmp(a->library_id, lib))
+				acache_put(hash, gen, a);
 		}
 	}
 cleanup:
@@ -116,7 +194,9 @@ int auth_check(struct req *r, struct reply *out)
 		reply_problem(out, 403, "forbidden", "the admin token cannot do this; use a device token");
 		return -1;
 	}
-	rc = lookup(&r->auth, token, out);
+	rc = lookup(&r->auth, r->lib, token, r->no_db, out);
+	if (rc == 2)
+		return -2;
 	if (rc < 0)
 		return -1;
 	if (rc > 0) {

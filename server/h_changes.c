@@ -74,7 +74,8 @@ static void field_copy(char *dst, size_t cap, const PGresult *res, int i, int co
  * none): the row at seq = since must still hold it, or the relay's history was rewritten
  * (a database restored from a backup) and what follows is not what the device missed.
  * Returns 1 when the page holds changes for the caller or more to read, 0 when empty
- * (next and next_hlc still filled), -1 on error (out filled). With ev (an event stream),
+ * (next and next_hlc still filled), -1 on error (out filled), -2 when r->no_db and the page
+ * is not kept (pagememo.h; nothing filled). With ev (an event stream),
  * each change is also appended to ev as an event and *head_out gets the head. */
 static int pull_page(struct req *r, long long since, const char *since_hlc, long long check_seq,
 		     const char *check_hlc, long long limit, int include_own, long long *next, char *next_hlc,
@@ -97,6 +98,8 @@ static int pull_page(struct req *r, long long since, const char *since_hlc, long
 		snap = pagememo_get(r->lib, gen, since, limit);
 	}
 	if (!snap) {
+		if (r->no_db)
+			return -2; /* out untouched: a worker reads it */
 		if (!(c = db_acquire())) {
 			db_problem(out, NULL, NULL);
 			return -1;
@@ -313,7 +316,7 @@ int h_changes_pull(struct req *r, struct reply *out)
 
 		if (rc < 0) {
 			sr_buf_free(&b);
-			return HANDLER_DONE;
+			return rc == -2 ? HANDLER_NEED_DB : HANDLER_DONE;
 		}
 		if (rc == 0 && can_wait) {
 			int held;

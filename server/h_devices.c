@@ -153,6 +153,7 @@ int h_device_revoke(struct req *r, struct reply *out)
 		db_problem(out, c, NULL);
 		goto cleanup;
 	}
+	auth_cache_clear();
 	reply_json(out, 200, json_pack("{s:s, s:b}", "device_id", r->dev, "revoked", 1));
 cleanup:
 	PQclear(res);

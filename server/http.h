@@ -67,11 +67,15 @@ struct req {
 	struct sse *sse;
 	struct req *stream_prev, *stream_next;
 	void *stream_slot;
+
+	int no_db; /* answer only from what is cached (auth.c, pagememo.h), else HANDLER_NEED_DB */
 };
 
 /* Handlers return HANDLER_DONE with the reply filled, or HANDLER_SUSPEND after longpoll.c took
- * the request (a held long-poll); the handler runs again when the request is resumed. */
-enum { HANDLER_DONE = 0, HANDLER_SUSPEND = 1 };
+ * the request (a held long-poll); the handler runs again when the request is resumed. With
+ * req.no_db set (a woken poll tried on libmicrohttpd's thread), HANDLER_NEED_DB says the
+ * answer needs the database: the reply is untouched and the request goes to a worker. */
+enum { HANDLER_DONE = 0, HANDLER_SUSPEND = 1, HANDLER_NEED_DB = 2 };
 typedef int (*handler_fn)(struct req *r, struct reply *out);
 
 /* Query-string argument, or NULL. Borrowed for the request's lifetime. */

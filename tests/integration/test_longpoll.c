@@ -335,7 +335,8 @@ Test(longpoll, three_hundred_held_polls_leave_the_relay_responsive, .timeout = 1
 	pthread_t th;
 	struct timespec ts;
 	char path[256], hlc[SR_HLC_LEN + 1];
-	double lat[60], sorted[60], t_push, worst_wake = 0, max_get = 0, max_push = 0, shared0, shared;
+	double lat[60], sorted[60], t_push, worst_wake = 0, max_get = 0, max_push = 0, shared0, shared, acquires0,
+	       acquires;
 	uint64_t ms = h_now_ms();
 	int i, rc, worst = 0;
 
@@ -388,6 +389,7 @@ Test(longpoll, three_hundred_held_polls_leave_the_relay_responsive, .timeout = 1
 	/* one change to the held library answers all 300, from one read of the page shared by
 	 * the woken polls (at most one read per worker before the first is kept) */
 	shared0 = h_metric(&w.r, "syncrelay_pull_pages_shared_total");
+	acquires0 = h_metric(&w.r, "syncrelay_db_pool_wait_seconds_count");
 	t_push = push(&w.r, &w.l, &w.d1, ms, 0, 1, NULL);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += 10;
@@ -419,6 +421,11 @@ Test(longpoll, three_hundred_held_polls_leave_the_relay_responsive, .timeout = 1
 	cr_log_info("%.0f of the %d woken polls answered from a shared page", shared, NPOLL);
 	cr_assert_geq(shared, NPOLL - 50, "only %.0f of %d woken polls shared the page: each read its own", shared,
 		      NPOLL);
+	/* and most were answered without a database connection at all: token and page cached,
+	 * answered on libmicrohttpd's thread (the metrics requests take one each) */
+	acquires = h_metric(&w.r, "syncrelay_db_pool_wait_seconds_count") - acquires0;
+	cr_log_info("%.0f database connections taken to answer %d woken polls", acquires, NPOLL);
+	cr_assert_lt(acquires, NPOLL / 2, "%.0f connections taken for %d woken polls", acquires, NPOLL);
 	cr_assert(worst_wake < 5.0, "poll %d returned %.3f s after the push (limit 5 s)", worst, worst_wake);
 	h_wait_held(&w.r, 0, 1, 5);
 	free(m);
@@ -460,4 +467,34 @@ Test(longpoll, a_shared_page_never_hides_a_pushed_change)
 	}
 	cr_assert_gt(h_metric(&w.r, "syncrelay_pull_pages_shared_total"), 0, "no page was shared");
 	cr_assert_eq(h_relay_stop(&w.r), 0, "relay exit status; see %s", w.r.log);
+}
+
+/* Token lookups are cached for a device's run of requests and a woken herd (auth.c), but a
+ * revocation through another relay still ends the device's held poll on this one with 401
+ * at once, and refuses its next request: the revocation's NOTIFY voids the cache. */
+Test(longpoll, revoked_on_another_relay_the_cached_token_is_refused)
+{
+	struct relay a, b;
+	struct world w;
+	struct h_call c;
+	double t_revoke;
+	int i;
+
+	h_relay_start(&a, NULL, NULL);
+	h_relay_start(&b, a.db, NULL);
+	h_fixture(&a, &w.l, &w.d1, &w.d2);
+	for (i = 0; i < 5; i++) /* a run of requests: the lookup is cached on relay A */
+		h_http_json(&a, "GET", h_lp(&w.l, ""), w.d2.token, NULL, 200);
+	h_call_start(&c, &a, w.d2.token, "/v1/libraries/%s/changes?since=0&wait=20", w.l.id);
+	h_wait_held(&a, 1, 1, 10);
+	h_http_json(&b, "DELETE", h_lp(&w.l, "/devices/%s", w.d2.id), H_ADMIN, NULL, 200);
+	t_revoke = h_mono();
+	h_call_join(&c, t_revoke + 5, "the revoked device's held poll");
+	cr_assert_eq(c.resp.status, 401, "the poll held on relay A answered %ld after the revocation on B: %s",
+		     c.resp.status, c.resp.body);
+	h_http_problem(&a, "GET", h_lp(&w.l, ""), w.d2.token, NULL, 401, "unauthorized");
+	h_http_json(&a, "GET", h_lp(&w.l, ""), w.d1.token, NULL, 200); /* the other device is still in */
+	h_resp_free(&c.resp);
+	cr_assert_eq(h_relay_stop(&b), 0);
+	cr_assert_eq(h_relay_stop(&a), 0);
 }
