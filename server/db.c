@@ -484,19 +484,24 @@ static int retry_after_loss(PGconn *c, int rerunnable)
 	return conn_renew(idx) == 0;
 }
 
-PGresult *db_exec(PGconn *c, enum stmt s, const char *const *params)
+PGresult *db_exec_f(PGconn *c, enum stmt s, const char *const *params, const int *lengths, const int *formats)
 {
 	int idle = PQtransactionStatus(c) == PQTRANS_IDLE;
-	PGresult *res = PQexecPrepared(c, stmts[s].name, stmts[s].nparams, params, NULL, NULL, 0);
+	PGresult *res = PQexecPrepared(c, stmts[s].name, stmts[s].nparams, params, lengths, formats, 0);
 
 	/* a read on its own, outside a transaction, is retried once on a fresh session */
 	if (!db_ok(res) && idle && db_lost(c, res) && retry_after_loss(c, !strncmp(stmts[s].sql, "SELECT ", 7))) {
 		PQclear(res);
-		res = PQexecPrepared(c, stmts[s].name, stmts[s].nparams, params, NULL, NULL, 0);
+		res = PQexecPrepared(c, stmts[s].name, stmts[s].nparams, params, lengths, formats, 0);
 	}
 	if (!db_ok(res))
 		log_debug("statement \"%s\" failed: %s", stmts[s].name, PQresultErrorMessage(res));
 	return res;
+}
+
+PGresult *db_exec(PGconn *c, enum stmt s, const char *const *params)
+{
+	return db_exec_f(c, s, params, NULL, NULL);
 }
 
 int db_ok(const PGresult *res)

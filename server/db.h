@@ -80,6 +80,9 @@ void db_release(PGconn *c);
 
 /* Runs a prepared statement with text parameters (NULL = SQL NULL). The caller PQclear()s. */
 PGresult *db_exec(PGconn *c, enum stmt s, const char *const *params);
+/* db_exec with lengths and formats per parameter (libpq's: format 1 = binary, then its length
+ * counts); NULL lengths and formats = all text. */
+PGresult *db_exec_f(PGconn *c, enum stmt s, const char *const *params, const int *lengths, const int *formats);
 /* 1 when res is COMMAND_OK or TUPLES_OK. */
 int db_ok(const PGresult *res);
 int db_begin(PGconn *c);

@@ -99,6 +99,76 @@ static int arrays_ok(const char *const *params, int n, struct reply *out)
 	return 1;
 }
 
+/* ---- binary text[] parameters ----
+ * The wire form of a one-dimensional text array (array_recv): dimensions, a has-nulls flag,
+ * the element type, the length and lower bound, then each element as its byte count and
+ * bytes (-1: NULL). Sent so, the server takes each element as is, where a text literal had to
+ * be unescaped character by character (the data of a change is JSON, full of quotes). */
+#define TEXT_OID 25
+#define TARR_HEAD 20
+
+struct tarr {
+	sr_buf b;
+	int n, nulls;
+};
+
+static void put_be32(sr_buf *b, uint32_t v)
+{
+	unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+			      (unsigned char)v};
+
+	sr_buf_put(b, x, 4);
+}
+
+static void tarr_add(struct tarr *a, const char *s)
+{
+	static const char head[TARR_HEAD];
+
+	if (!a->b.len)
+		sr_buf_put(&a->b, head, TARR_HEAD); /* filled by tarr_end */
+	if (!s) {
+		put_be32(&a->b, 0xffffffffu);
+		a->nulls = 1;
+	} else {
+		size_t n = strlen(s);
+		put_be32(&a->b, (uint32_t)n);
+		sr_buf_put(&a->b, s, n);
+	}
+	a->n++;
+}
+
+/* The array's bytes (NULL when memory ran out) and their count in *len. */
+static const char *tarr_end(struct tarr *a, int *len)
+{
+	static const char head[TARR_HEAD];
+	unsigned char *h;
+	int i;
+
+	if (!a->b.len)
+		sr_buf_put(&a->b, head, TARR_HEAD);
+	if (a->b.oom)
+		return NULL;
+	h = (unsigned char *)a->b.p;
+	{
+		uint32_t v[5] = {a->n ? 1u : 0u, (uint32_t)a->nulls, TEXT_OID, (uint32_t)a->n, 1u};
+		for (i = 0; i < 5; i++) {
+			h[4 * i] = (unsigned char)(v[i] >> 24);
+			h[4 * i + 1] = (unsigned char)(v[i] >> 16);
+			h[4 * i + 2] = (unsigned char)(v[i] >> 8);
+			h[4 * i + 3] = (unsigned char)v[i];
+		}
+	}
+	/* an empty array has no dimension: only the first three words */
+	*len = a->n ? (int)a->b.len : 12;
+	return a->b.p;
+}
+
+static void tarr_free(struct tarr *a)
+{
+	sr_buf_free(&a->b);
+	a->n = a->nulls = 0;
+}
+
 /* ---- batch state ---- */
 
 struct rec {
@@ -233,7 +303,7 @@ static int cmp_hlc_ix(const void *a, const void *b, void *arg)
 /* Marks duplicates inside the batch and against the log; 409 on a conflicting HLC. */
 static int batch_dups(struct batch *b, PGconn *c, const char *lib, struct reply *out)
 {
-	sr_buf hl = {0};
+	struct tarr hl = {0};
 	PGresult *res = NULL;
 	int *ix = calloc((size_t)b->n + 1, sizeof *ix);
 	int i, rc = -1;
@@ -264,14 +334,15 @@ static int batch_dups(struct batch *b, PGconn *c, const char *lib, struct reply 
 		if (!m.keys[s]) {
 			m.keys[s] = b->ch[i].hlc;
 			m.vals[s] = i;
-			arr_add(&hl, b->ch[i].hlc);
+			tarr_add(&hl, b->ch[i].hlc);
 		}
 	}
 	{
-		const char *params[2] = {lib, arr_end(&hl)};
+		int len[2] = {0, 0}, fmt[2] = {0, 1};
+		const char *params[2] = {lib, tarr_end(&hl, &len[1])};
 		if (!arrays_ok(params, 2, out))
 			goto cleanup;
-		res = db_exec(c, ST_PUSH_DUPS, params);
+		res = db_exec_f(c, ST_PUSH_DUPS, params, len, fmt);
 	}
 	if (!db_ok(res)) {
 		db_problem(out, c, res);
@@ -298,7 +369,7 @@ static int batch_dups(struct batch *b, PGconn *c, const char *lib, struct reply 
 	rc = 0;
 cleanup:
 	PQclear(res);
-	sr_buf_free(&hl);
+	tarr_free(&hl);
 	kmap_free(&m);
 	free(ix);
 	return rc;
@@ -374,23 +445,24 @@ static int batch_records(struct batch *b, PGconn *c, const char *lib, const stru
 	}
 	/* schemas hold few models: one pass over the records per model */
 	for (k = 0; k < sc->n; k++) {
-		sr_buf ids = {0};
+		struct tarr ids = {0};
 		const char *model = sc->models[k].name;
 
 		for (i = 0; i < b->nrecs; i++)
 			if (!strcmp(b->recs[i].model, model))
-				arr_add(&ids, b->recs[i].record_id);
-		if (!ids.len)
+				tarr_add(&ids, b->recs[i].record_id);
+		if (!ids.n)
 			continue;
 		{
-			const char *params[3] = {lib, model, arr_end(&ids)};
+			int len[3] = {0, 0, 0}, fmt[3] = {0, 0, 1};
+			const char *params[3] = {lib, model, tarr_end(&ids, &len[2])};
 			if (!arrays_ok(params, 3, out)) {
-				sr_buf_free(&ids);
+				tarr_free(&ids);
 				return -1;
 			}
-			res[*nres] = db_exec(c, ST_PUSH_CURRENT, params);
+			res[*nres] = db_exec_f(c, ST_PUSH_CURRENT, params, len, fmt);
 		}
-		sr_buf_free(&ids);
+		tarr_free(&ids);
 		if (!db_ok(res[(*nres)++])) {
 			db_problem(out, c, res[*nres - 1]);
 			return -1;
@@ -489,57 +561,71 @@ static int batch_write(struct batch *b, PGconn *c, const char *lib, const char *
 		       long long head, struct reply *out)
 {
 	sr_buf a[8] = {{0}};
+	struct tarr t[5];
 	char headtxt[24];
 	PGresult *res = NULL;
 	int i, rc = -1;
 
+	memset(t, 0, sizeof t);
 	snprintf(headtxt, sizeof headtxt, "%lld", head);
 	for (i = 0; i < b->n; i++) {
 		if (b->dup[i])
 			continue;
-		arr_add(&a[0], b->ch[i].hlc);
-		arr_add(&a[1], b->ch[i].model);
-		arr_add(&a[2], b->ch[i].record_id);
-		arr_addf(&a[3], b->ch[i].op);
-		arr_add(&a[4], b->ch[i].data);
+		tarr_add(&t[0], b->ch[i].hlc);
+		tarr_add(&t[1], b->ch[i].model);
+		tarr_add(&t[2], b->ch[i].record_id);
+		arr_addf(&a[0], b->ch[i].op);
+		tarr_add(&t[3], b->ch[i].data);
 	}
 	{
-		const char *p[8] = {lib, headtxt, dev, arr_end(&a[0]), arr_end(&a[1]), arr_end(&a[2]),
-				    arr_end(&a[3]), arr_end(&a[4])};
+		int len[8] = {0}, fmt[8] = {0, 0, 0, 1, 1, 1, 0, 1};
+		const char *p[8] = {lib, headtxt, dev, tarr_end(&t[0], &len[3]), tarr_end(&t[1], &len[4]),
+				    tarr_end(&t[2], &len[5]), arr_end(&a[0]), tarr_end(&t[3], &len[7])};
 		if (!arrays_ok(p, 8, out))
 			goto cleanup;
-		res = db_exec(c, ST_PUSH_CHANGES, p);
+		res = db_exec_f(c, ST_PUSH_CHANGES, p, len, fmt);
 	}
 	if (!db_ok(res))
 		goto fail;
 	PQclear(res);
 	for (i = 0; i < 8; i++)
 		sr_buf_free(&a[i]);
+	for (i = 0; i < 5; i++)
+		tarr_free(&t[i]);
 
 	for (i = 0; i < b->nrecs; i++) {
 		struct rec *r = &b->recs[i];
 		if (!r->changed)
 			continue;
-		arr_add(&a[0], r->model);
-		arr_add(&a[1], r->record_id);
-		arr_add(&a[2], r->owner);
-		arr_addf(&a[3], sr_bucket(r->record_id));
-		arr_add(&a[4], r->hlc);
-		arr_add(&a[5], r->deleted ? "t" : "f");
-		arr_add(&a[6], r->deleted ? NULL : r->data);
+		tarr_add(&t[0], r->model);
+		tarr_add(&t[1], r->record_id);
+		tarr_add(&t[2], r->owner);
+		arr_addf(&a[0], sr_bucket(r->record_id));
+		tarr_add(&t[3], r->hlc);
+		arr_add(&a[1], r->deleted ? "t" : "f");
+		tarr_add(&t[4], r->deleted ? NULL : r->data);
 	}
 	{
-		const char *p[8] = {lib, arr_end(&a[0]), arr_end(&a[1]), arr_end(&a[2]), arr_end(&a[3]),
-				    arr_end(&a[4]), arr_end(&a[5]), arr_end(&a[6])};
+		int len[8] = {0}, fmt[8] = {0, 1, 1, 1, 0, 1, 0, 1};
+		const char *p[8] = {lib,
+				    tarr_end(&t[0], &len[1]),
+				    tarr_end(&t[1], &len[2]),
+				    tarr_end(&t[2], &len[3]),
+				    arr_end(&a[0]),
+				    tarr_end(&t[3], &len[5]),
+				    arr_end(&a[1]),
+				    tarr_end(&t[4], &len[7])};
 		if (!arrays_ok(p, 8, out))
 			goto cleanup;
-		res = db_exec(c, ST_PUSH_RECORDS, p);
+		res = db_exec_f(c, ST_PUSH_RECORDS, p, len, fmt);
 	}
 	if (!db_ok(res))
 		goto fail;
 	PQclear(res);
 	for (i = 0; i < 8; i++)
 		sr_buf_free(&a[i]);
+	for (i = 0; i < 5; i++)
+		tarr_free(&t[i]);
 
 	for (i = 0; i < b->nscopes; i++) {
 		arr_add(&a[0], b->scopes[i].model);
@@ -587,6 +673,8 @@ cleanup:
 	PQclear(res);
 	for (i = 0; i < 8; i++)
 		sr_buf_free(&a[i]);
+	for (i = 0; i < 5; i++)
+		tarr_free(&t[i]);
 	return rc;
 }
 
