@@ -80,6 +80,13 @@ static const struct {
 		" SELECT $1, $2::bigint + t.o, t.h, $3, t.m, t.r, t.op, t.d"
 		" FROM unnest($4::text[], $5::text[], $6::text[], $7::smallint[], $8::text[])"
 		" WITH ORDINALITY AS t(h, m, r, op, d, o)"},
+	/* records the batch creates: a plain insert (the library lock keeps other pushes out, and
+	 * nothing else creates records), a quarter cheaper than the upsert's speculative insert */
+	[ST_PUSH_RECORDS_NEW] = {"push_records_new", 8,
+		"INSERT INTO records (library_id, model, record_id, owner, bucket, hlc, deleted, data)"
+		" SELECT $1, t.m, t.r, t.ow, t.b, t.h, t.del, t.d"
+		" FROM unnest($2::text[], $3::text[], $4::text[], $5::smallint[], $6::text[],"
+		" $7::boolean[], $8::text[]) AS t(m, r, ow, b, h, del, d)"},
 	[ST_PUSH_RECORDS] = {"push_records", 8,
 		"INSERT INTO records (library_id, model, record_id, owner, bucket, hlc, deleted, data)"
 		" SELECT $1, t.m, t.r, t.ow, t.b, t.h, t.del, t.d"

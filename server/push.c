@@ -564,7 +564,7 @@ static int batch_write(struct batch *b, PGconn *c, const char *lib, const char *
 	struct tarr t[5];
 	char headtxt[24];
 	PGresult *res = NULL;
-	int i, rc = -1;
+	int i, k, rc = -1;
 
 	memset(t, 0, sizeof t);
 	snprintf(headtxt, sizeof headtxt, "%lld", head);
@@ -593,39 +593,45 @@ static int batch_write(struct batch *b, PGconn *c, const char *lib, const char *
 	for (i = 0; i < 5; i++)
 		tarr_free(&t[i]);
 
-	for (i = 0; i < b->nrecs; i++) {
-		struct rec *r = &b->recs[i];
-		if (!r->changed)
-			continue;
-		tarr_add(&t[0], r->model);
-		tarr_add(&t[1], r->record_id);
-		tarr_add(&t[2], r->owner);
-		arr_addf(&a[0], sr_bucket(r->record_id));
-		tarr_add(&t[3], r->hlc);
-		arr_add(&a[1], r->deleted ? "t" : "f");
-		tarr_add(&t[4], r->deleted ? NULL : r->data);
-	}
-	{
+	/* the records the batch creates, then those it changes */
+	for (k = 0; k < 2; k++) {
 		int len[8] = {0}, fmt[8] = {0, 1, 1, 1, 0, 1, 0, 1};
-		const char *p[8] = {lib,
-				    tarr_end(&t[0], &len[1]),
-				    tarr_end(&t[1], &len[2]),
-				    tarr_end(&t[2], &len[3]),
-				    arr_end(&a[0]),
-				    tarr_end(&t[3], &len[5]),
-				    arr_end(&a[1]),
-				    tarr_end(&t[4], &len[7])};
+		const char *p[8];
+
+		for (i = 0; i < b->nrecs; i++) {
+			struct rec *r = &b->recs[i];
+			if (!r->changed || r->existed != k)
+				continue;
+			tarr_add(&t[0], r->model);
+			tarr_add(&t[1], r->record_id);
+			tarr_add(&t[2], r->owner);
+			arr_addf(&a[0], sr_bucket(r->record_id));
+			tarr_add(&t[3], r->hlc);
+			arr_add(&a[1], r->deleted ? "t" : "f");
+			tarr_add(&t[4], r->deleted ? NULL : r->data);
+		}
+		if (!t[0].n)
+			continue;
+		p[0] = lib;
+		p[1] = tarr_end(&t[0], &len[1]);
+		p[2] = tarr_end(&t[1], &len[2]);
+		p[3] = tarr_end(&t[2], &len[3]);
+		p[4] = arr_end(&a[0]);
+		p[5] = tarr_end(&t[3], &len[5]);
+		p[6] = arr_end(&a[1]);
+		p[7] = tarr_end(&t[4], &len[7]);
 		if (!arrays_ok(p, 8, out))
 			goto cleanup;
-		res = db_exec_f(c, ST_PUSH_RECORDS, p, len, fmt);
+		res = db_exec_f(c, k ? ST_PUSH_RECORDS : ST_PUSH_RECORDS_NEW, p, len, fmt);
+		if (!db_ok(res))
+			goto fail;
+		PQclear(res);
+		res = NULL;
+		for (i = 0; i < 8; i++)
+			sr_buf_free(&a[i]);
+		for (i = 0; i < 5; i++)
+			tarr_free(&t[i]);
 	}
-	if (!db_ok(res))
-		goto fail;
-	PQclear(res);
-	for (i = 0; i < 8; i++)
-		sr_buf_free(&a[i]);
-	for (i = 0; i < 5; i++)
-		tarr_free(&t[i]);
 
 	for (i = 0; i < b->nscopes; i++) {
 		arr_add(&a[0], b->scopes[i].model);
