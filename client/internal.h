@@ -46,6 +46,12 @@ int cerr(sr_client *c, int code, const char *fmt, ...) __attribute__((format(pri
 int relay_call(sr_client *c, const char *method, const char *path, const char *body,
 	       long timeout_s, json_t **out);
 
+/* relay_call for pages: a 2xx body, checked to be one JSON object, comes back as text in
+ * *raw (the caller's, sr_buf_free) for jscan to read in place; any other answer's problem
+ * is parsed into *problem (may be NULL) as relay_call does. */
+int relay_call_raw(sr_client *c, const char *method, const char *path, const char *body, long timeout_s,
+		   sr_buf *raw, json_t **problem);
+
 /* Loads the schema from the store's meta into c->schema. */
 int client_load_schema(sr_client *c);
 /* Fetches the schema from the relay and keeps it. */

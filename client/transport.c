@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "jscan.h"
 
 #define MAX_ATTEMPTS 6
 
@@ -103,8 +104,44 @@ static void learn_clock(sr_client *c, const json_t *j, uint64_t t0, uint64_t t1)
 		c->max_skew_ms = (long long)json_integer_value(lim);
 }
 
-int relay_call(sr_client *c, const char *method, const char *path, const char *body,
-	       long timeout_s, json_t **out)
+static int trailing_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p == end ? 0 : -1;
+}
+
+/* A 2xx body kept as text: checked to be one JSON object (walking its members validates
+ * each value) and read for relay_time and max_skew_ms as learn_clock reads them. */
+static int raw_answer(sr_client *c, const sr_buf *b, uint64_t t0, uint64_t t1)
+{
+	struct js_iter it;
+	const char *v, *vend;
+	char key[16];
+	int r;
+
+	if (!b->p || js_open(&it, b->p, b->p + b->len, '{'))
+		return -1;
+	while ((r = js_member(&it, key, sizeof key, &v, &vend)) == 1) {
+		int64_t x;
+
+		if (!strcmp(key, "relay_time") && !js_int(v, vend, &x)) {
+			c->clock_offset_ms = (long long)((t0 + t1) / 2) - (long long)x;
+			c->have_offset = 1;
+		} else if (!strcmp(key, "max_skew_ms") && !js_int(v, vend, &x) && x > 0) {
+			c->max_skew_ms = (long long)x;
+		}
+	}
+	if (r < 0)
+		return -1;
+	/* the member walk stops at the closing brace: nothing but whitespace may follow it */
+	return trailing_ws(it.p + 1, it.end);
+}
+
+/* relay_call, or with raw: a 2xx body is handed over as text in *raw (not parsed by jansson:
+ * pages are read in place by jscan); other answers are parsed into *out as before. */
+static int call(sr_client *c, const char *method, const char *path, const char *body, long timeout_s,
+		json_t **out, sr_buf *raw)
 {
 	char url[2048];
 	int attempt;
@@ -180,6 +217,14 @@ int relay_call(sr_client *c, const char *method, const char *path, const char *b
 		curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, NULL);
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
 		c->last_status = status;
+		if (raw && status >= 200 && status < 300) {
+			if (raw_answer(c, &b, t0, t1)) {
+				sr_buf_free(&b);
+				return cerr(c, SR_ERELAY, "the relay's answer to %s %s is not a JSON object", method, path);
+			}
+			*raw = b;
+			return 0;
+		}
 		j = b.p ? json_loads(b.p, 0, NULL) : NULL;
 		learn_clock(c, j, t0, t1);
 		if (status >= 200 && status < 300) {
@@ -210,4 +255,17 @@ int relay_call(sr_client *c, const char *method, const char *path, const char *b
 		sr_buf_free(&b);
 		return SR_ERELAY;
 	}
+}
+
+int relay_call(sr_client *c, const char *method, const char *path, const char *body,
+	       long timeout_s, json_t **out)
+{
+	return call(c, method, path, body, timeout_s, out, NULL);
+}
+
+int relay_call_raw(sr_client *c, const char *method, const char *path, const char *body, long timeout_s,
+		   sr_buf *raw, json_t **problem)
+{
+	memset(raw, 0, sizeof *raw);
+	return call(c, method, path, body, timeout_s, problem, raw);
 }
