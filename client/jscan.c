@@ -134,6 +134,20 @@ static const char *str_walk(const char *p, const char *end, char *out, size_t ou
 		}
 		if (c < 0x20)
 			return NULL;
+		if (c < 0x80 && c != '\\') {
+			/* the common case, a run of plain ASCII: copied or passed over at once */
+			const char *run = p;
+
+			while (++p < end && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x80 && *p != '"' &&
+			       *p != '\\')
+				;
+			if (out && n + 1 < outn) {
+				size_t m = (size_t)(p - run) < outn - 1 - n ? (size_t)(p - run) : outn - 1 - n;
+				memcpy(out + n, run, m);
+			}
+			n += (size_t)(p - run);
+			continue;
+		}
 		if (c != '\\') {
 			k = utf8_len((const unsigned char *)p, (const unsigned char *)end);
 			if (!k)

@@ -7,8 +7,11 @@
 #include "internal.h"
 #include "jscan.h"
 
-#define PAGE 1000
-#define BACKFILL_PAGE 1000
+#define PAGE 1000 /* changes per push batch */
+/* records and changes per page read from the relay (its maximum is 10,000): a page is one
+ * local transaction, and fewer round trips leave the time to SQLite */
+#define BACKFILL_PAGE 2000
+#define PULL_PAGE 5000
 
 static void on_resolved(void *arg, const char *model, const char *record_id, const char *field,
 			const char *target)
@@ -611,10 +614,10 @@ static int pull_once(sr_client *c, long wait, int *more, long *applied)
 	if (push_seq > cursor && phlc)
 		snprintf(path, sizeof path,
 			 "/v1/libraries/%s/changes?since=%lld&since_hlc=%s&check_seq=%lld&check_hlc=%s&limit=%d&wait=%ld",
-			 c->library, cursor, chlc ? chlc : "", push_seq, phlc, PAGE, wait);
+			 c->library, cursor, chlc ? chlc : "", push_seq, phlc, PULL_PAGE, wait);
 	else
 		snprintf(path, sizeof path, "/v1/libraries/%s/changes?since=%lld&since_hlc=%s&limit=%d&wait=%ld",
-			 c->library, cursor, chlc ? chlc : "", PAGE, wait);
+			 c->library, cursor, chlc ? chlc : "", PULL_PAGE, wait);
 	free(chlc);
 	free(phlc);
 	rc = relay_call_raw(c, "GET", path, NULL, wait + 60, &pg.body, &j);
