@@ -320,7 +320,9 @@ static int local_write(sr_client *c, const char *model, const char *record_id, c
 	snprintf(r.model, sizeof r.model, "%s", model);
 	snprintf(r.record_id, sizeof r.record_id, "%s", record_id);
 	snprintf(r.owner, sizeof r.owner, "%s", m->device_owned ? c->device : "");
-	client_load_clock(c);
+	/* a batch holds the write lock: its clock is loaded at begin and saved at commit */
+	if (!c->clock_held)
+		client_load_clock(c);
 	hlc_tick(&c->clk, hlc_wall_ms(), r.hlc);
 	r.deleted = data == NULL;
 	r.data = data ? sr_canonical(data) : NULL;
@@ -332,7 +334,7 @@ static int local_write(sr_client *c, const char *model, const char *record_id, c
 		rc = cerr(c, SR_ESTORE, "the stored %s record %s is newer than this device's clock", model,
 			  record_id);
 	else if (found < 0 || store_outbox_add(c->st, r.hlc, model, record_id, r.deleted, r.data) ||
-		 client_save_clock(c))
+		 (!c->clock_held && client_save_clock(c)))
 		rc = cerr(c, SR_ESTORE, "could not write locally: %s", store_errmsg(c->st));
 	srec_clear(&r);
 	return rc;
@@ -349,6 +351,8 @@ int sr_client_write_begin(sr_client *c)
 	if (store_begin(c->st))
 		return cerr(c, SR_ESTORE, "could not begin a local transaction: %s", store_errmsg(c->st));
 	c->in_batch = 1;
+	client_load_clock(c);
+	c->clock_held = 1;
 	return 0;
 }
 
@@ -357,7 +361,8 @@ int sr_client_write_commit(sr_client *c)
 	if (!c->in_batch)
 		return cerr(c, SR_ESTATE, "no write batch is open");
 	c->in_batch = 0;
-	if (store_commit(c->st)) {
+	c->clock_held = 0;
+	if (client_save_clock(c) || store_commit(c->st)) {
 		store_rollback(c->st);
 		return cerr(c, SR_ESTORE, "could not commit: %s", store_errmsg(c->st));
 	}
@@ -369,6 +374,7 @@ void sr_client_write_rollback(sr_client *c)
 	if (c->in_batch)
 		store_rollback(c->st);
 	c->in_batch = 0;
+	c->clock_held = 0;
 }
 
 static int write_one(sr_client *c, const char *model, const char *record_id, const json_t *data)
@@ -477,6 +483,8 @@ int sr_client_import(sr_client *c, const char *model, const char *jsonl_path, lo
 		fclose(f);
 		return cerr(c, SR_ESTORE, "could not begin: %s", store_errmsg(c->st));
 	}
+	client_load_clock(c);
+	c->clock_held = 1;
 	/* the whole file is one transaction: an import is all or nothing */
 	while (!rc && (len = getline(&line, &cap, f)) >= 0) {
 		json_error_t e;
@@ -499,7 +507,8 @@ int sr_client_import(sr_client *c, const char *model, const char *jsonl_path, lo
 	}
 	free(line);
 	fclose(f);
-	if (!rc && store_commit(c->st))
+	c->clock_held = 0;
+	if (!rc && (client_save_clock(c) || store_commit(c->st)))
 		rc = cerr(c, SR_ESTORE, "could not commit: %s", store_errmsg(c->st));
 	if (rc) {
 		store_rollback(c->st);

@@ -29,6 +29,7 @@ struct sr_client {
 	void *link_arg;
 	int progress;
 	int in_batch; /* a sr_client_write_begin() transaction is open */
+	int clock_held; /* inside a batch or an import: the clock was loaded at its begin and is saved at its commit */
 	/* the device clock against the relay's, learned from every answer carrying relay_time */
 	int have_offset;
 	long long clock_offset_ms; /* device minus relay, positive when the device runs ahead */

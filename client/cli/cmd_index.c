@@ -21,7 +21,9 @@
 
 #include <jansson.h>
 
-#define SYNC_EVERY 500
+/* writes per local transaction and push: the relay's cost is mostly per batch (a transaction,
+ * the digest rows it touches), so larger batches index several times faster than 500 did */
+#define SYNC_EVERY 5000
 
 static const char *const ref_schema =
 	"{\"models\":[{\"name\":\"location\",\"kind\":\"device_owned\"},"
