@@ -171,6 +171,7 @@ void sr_client_free(sr_client *c)
 {
 	if (!c)
 		return;
+	relay_prefetch_free(c);
 	if (c->curl)
 		curl_easy_cleanup(c->curl);
 	sm_free(&c->schema);

@@ -36,6 +36,7 @@ struct sr_client {
 	long long max_skew_ms;     /* the relay's limit, 0 until it said */
 	long skew_waiting;         /* outbox changes held back by the last push for clock skew */
 	int resyncing;             /* inside a 410 backfill and reconcile */
+	struct relay_prefetch *prefetch; /* the next page's GET in flight, or NULL */
 };
 
 /* Sets the handle's message and returns code. */
@@ -52,6 +53,13 @@ int relay_call(sr_client *c, const char *method, const char *path, const char *b
  * is parsed into *problem (may be NULL) as relay_call does. */
 int relay_call_raw(sr_client *c, const char *method, const char *path, const char *body, long timeout_s,
 		   sr_buf *raw, json_t **problem);
+
+/* Starts GET path on a second handle and thread, for the relay_call_raw of the same path
+ * that follows (the next page, asked for while this one is applied). Any other call leaves
+ * it be; a relay_call_raw of another path waits for it and drops it. */
+void relay_prefetch(sr_client *c, const char *path, long timeout_s);
+/* Waits for a prefetch in flight and releases the prefetch handle (sr_client_free). */
+void relay_prefetch_free(sr_client *c);
 
 /* Loads the schema from the store's meta into c->schema. */
 int client_load_schema(sr_client *c);

@@ -10,10 +10,14 @@
 /* changes per push batch (the relay takes up to 10,000 by default and answers 413 to more,
  * whereupon the batch is halved); its cost is mostly per batch */
 #define PAGE 5000
-/* records and changes per page read from the relay (its maximum is 10,000): a page is one
- * local transaction, and fewer round trips leave the time to SQLite */
-#define BACKFILL_PAGE 2000
+/* changes per pull page (the relay serves up to 10,000): a page is one local transaction,
+ * and fewer round trips leave the time to SQLite */
 #define PULL_PAGE 5000
+/* records per backfill page: each model's first page is small, so a small library or an
+ * interrupted backfill keeps its pages small, and each next page doubles, up to the relay's
+ * 10,000 (a records page costs the relay a query and a transaction here: fewer is faster) */
+#define BACKFILL_FIRST 1000
+#define BACKFILL_MAX 10000
 
 static void on_resolved(void *arg, const char *model, const char *record_id, const char *field,
 			const char *target)
@@ -338,7 +342,8 @@ static int change_read(sr_change *out, const char *v, const char *vend, char *er
 }
 
 /* Applies one records page in one transaction, saving where the backfill stands. */
-static int backfill_page(sr_client *c, struct page *pg, const char *model, const char *next_after, long *done)
+static int backfill_page(sr_client *c, struct page *pg, const char *model, const char *next_after, int limit,
+			 long *done)
 {
 	struct js_iter it;
 	const char *v, *vend;
@@ -377,7 +382,8 @@ static int backfill_page(sr_client *c, struct page *pg, const char *model, const
 	*done += pg->n;
 	/* saved by name: a schema that grew meanwhile may order the models differently */
 	if (store_meta_set(c->st, "bf_model", model) ||
-	    store_meta_set(c->st, "bf_after", next_after ? next_after : "") || client_save_clock(c) ||
+	    store_meta_set(c->st, "bf_after", next_after ? next_after : "") ||
+	    store_meta_set_int(c->st, "bf_limit", limit) || client_save_clock(c) ||
 	    store_commit(c->st)) {
 		store_rollback(c->st);
 		return cerr(c, SR_ESTORE, "could not save backfill progress: %s", store_errmsg(c->st));
@@ -450,12 +456,19 @@ static int backfill(sr_client *c)
 	}
 	for (i = start; i < c->schema.n && !rc; i++) {
 		const char *model = c->schema.models[order[i]].name;
+		/* a resumed model goes on with the page size it had reached */
+		int limit = i == start && after ? (int)store_meta_int(c->st, "bf_limit", BACKFILL_FIRST) : BACKFILL_FIRST;
+
+		if (limit < BACKFILL_FIRST || limit > BACKFILL_MAX)
+			limit = BACKFILL_FIRST;
+
 		for (;;) {
 			struct page pg = {0};
 			const char *next;
 
 			snprintf(path, sizeof path, "/v1/libraries/%s/records?model=%s&include_deleted=1&limit=%d&after=%s",
-				 c->library, model, BACKFILL_PAGE, after ? after : "");
+				 c->library, model, limit, after ? after : "");
+			limit = limit * 2 < BACKFILL_MAX ? limit * 2 : BACKFILL_MAX;
 			if ((rc = relay_call_raw(c, "GET", path, NULL, 120, &pg.body, NULL)) ||
 			    (rc = page_read(c, &pg, "records"))) {
 				sr_buf_free(&pg.body);
@@ -463,12 +476,21 @@ static int backfill(sr_client *c)
 			}
 			next = pg.has_next_after ? pg.next_after : NULL;
 			if (next) {
-				rc = backfill_page(c, &pg, model, next, &done);
+				char np[512];
+
+				/* a large backfill's next page travels while this one is applied (only at full
+				 * size: a small one is not worth a second connection, nor a page read twice
+				 * when it is interrupted) */
+				snprintf(np, sizeof np, "/v1/libraries/%s/records?model=%s&include_deleted=1&limit=%d&after=%s",
+					 c->library, model, limit, next);
+				if (limit == BACKFILL_MAX)
+					relay_prefetch(c, np, 120);
+				rc = backfill_page(c, &pg, model, next, limit, &done);
 			} else {
 				/* this model is done; the next one starts from its beginning */
 				char done_mark[SR_MODEL_MAX + 2];
 				snprintf(done_mark, sizeof done_mark, "%s>", model);
-				rc = backfill_page(c, &pg, done_mark, NULL, &done);
+				rc = backfill_page(c, &pg, done_mark, NULL, BACKFILL_FIRST, &done);
 			}
 			free(after);
 			after = next ? strdup(next) : NULL;
@@ -601,7 +623,24 @@ static int resync(sr_client *c, const char *reason)
 	return rc;
 }
 
-static int pull_once(sr_client *c, long wait, int *more, long *applied)
+/* The pull request for a cursor: it names its change; a last push beyond the cursor is
+ * checked as well. */
+static void pull_path(sr_client *c, char *path, size_t n, long long cursor, const char *chlc, long long push_seq,
+		      const char *phlc, long wait)
+{
+	if (push_seq > cursor && phlc)
+		snprintf(path, n,
+			 "/v1/libraries/%s/changes?since=%lld&since_hlc=%s&check_seq=%lld&check_hlc=%s&limit=%d&wait=%ld",
+			 c->library, cursor, chlc ? chlc : "", push_seq, phlc, PULL_PAGE, wait);
+	else
+		snprintf(path, n, "/v1/libraries/%s/changes?since=%lld&since_hlc=%s&limit=%d&wait=%ld", c->library,
+			 cursor, chlc ? chlc : "", PULL_PAGE, wait);
+}
+
+/* One pull page. prefetch: when more follows, the next page is asked for while this one is
+ * applied (pull_path of the cursor this page leaves; the next pull uses it only when it
+ * builds the same path). */
+static int pull_once(sr_client *c, long wait, int prefetch, int *more, long *applied)
 {
 	char path[512], *chlc = NULL, *phlc = NULL;
 	long long cursor = store_meta_int(c->st, "cursor", 0), push_seq = store_meta_int(c->st, "push_seq", 0);
@@ -612,16 +651,8 @@ static int pull_once(sr_client *c, long wait, int *more, long *applied)
 	*more = 0;
 	store_meta_get(c->st, "cursor_hlc", &chlc);
 	store_meta_get(c->st, "push_hlc", &phlc);
-	/* the cursor names its change; a last push beyond the cursor is checked as well */
-	if (push_seq > cursor && phlc)
-		snprintf(path, sizeof path,
-			 "/v1/libraries/%s/changes?since=%lld&since_hlc=%s&check_seq=%lld&check_hlc=%s&limit=%d&wait=%ld",
-			 c->library, cursor, chlc ? chlc : "", push_seq, phlc, PULL_PAGE, wait);
-	else
-		snprintf(path, sizeof path, "/v1/libraries/%s/changes?since=%lld&since_hlc=%s&limit=%d&wait=%ld",
-			 c->library, cursor, chlc ? chlc : "", PULL_PAGE, wait);
+	pull_path(c, path, sizeof path, cursor, chlc, push_seq, phlc, wait);
 	free(chlc);
-	free(phlc);
 	rc = relay_call_raw(c, "GET", path, NULL, wait + 60, &pg.body, &j);
 	if (rc == SR_ERELAY && c->last_status == 410) {
 		char reason[64];
@@ -630,6 +661,7 @@ static int pull_once(sr_client *c, long wait, int *more, long *applied)
 			 json_string_value(json_object_get(j, "reason")) ? json_string_value(json_object_get(j, "reason"))
 									 : "beyond-horizon");
 		json_decref(j);
+		free(phlc);
 		*more = 1;
 		return resync(c, reason);
 	}
@@ -638,6 +670,15 @@ static int pull_once(sr_client *c, long wait, int *more, long *applied)
 		rc = page_read(c, &pg, "changes");
 	if (!rc && pg.schema_version != c->schema_version)
 		rc = client_fetch_schema(c);
+	if (!rc && prefetch && pg.more) {
+		char next[512];
+
+		/* apply_page forgets the last push once the cursor reaches it */
+		pull_path(c, next, sizeof next, pg.next, pg.has_next_hlc ? pg.next_hlc : NULL,
+			  push_seq > 0 && pg.next >= push_seq ? 0 : push_seq, phlc, wait);
+		relay_prefetch(c, next, wait + 60);
+	}
+	free(phlc);
 	if (!rc) {
 		rc = apply_page(c, &pg);
 		*applied += pg.n;
@@ -667,7 +708,7 @@ static int pull_to_head(sr_client *c)
 		rc = backfill(c);
 	free(state);
 	while (!rc && more) {
-		rc = pull_once(c, 0, &more, &applied);
+		rc = pull_once(c, 0, 1, &more, &applied);
 		if (applied > PAGE)
 			progress(c, "pull", applied, -1);
 	}
@@ -724,7 +765,7 @@ int sr_client_sync(sr_client *c, const sr_sync_opts *opts)
 		 * are pushed at the next turn */
 		if (wait > 5)
 			wait = 5;
-		if ((rc = push_outbox(c)) || (rc = pull_once(c, wait, &more, &applied))) {
+		if ((rc = push_outbox(c)) || (rc = pull_once(c, wait, 0, &more, &applied))) {
 			/* the relay away for a while does not end a watch: wait and go on */
 			if (rc != SR_ENETWORK && !(rc == SR_ERELAY && c->last_status >= 500))
 				return rc;

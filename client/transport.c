@@ -2,6 +2,7 @@
  * TLS certificates verified by libcurl, against the CA file of SYNCRELAY_CA_FILE or of the
  * store (enroll --ca-file) when one is given. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,117 @@ static int raw_answer(sr_client *c, const sr_buf *b, uint64_t t0, uint64_t t1)
 	return trailing_ws(it.p + 1, it.end);
 }
 
+/* ---- prefetch: the next page's GET runs on its own handle and thread while this page is
+ * applied. It makes one attempt; relay_call_raw takes its answer only when the path is the
+ * very one asked for and the answer a 2xx, and else asks again itself, with the retries and
+ * problem handling of every call. */
+
+struct relay_prefetch {
+	pthread_t th;
+	int running;
+	CURL *curl;
+	char url[2048], path[1024], auth[200], ca[1024];
+	long timeout_s;
+	/* the answer */
+	CURLcode rc;
+	long status;
+	sr_buf b;
+	uint64_t t0, t1;
+};
+
+static void *prefetch_run(void *arg)
+{
+	struct relay_prefetch *pf = arg;
+	struct curl_slist *h = NULL;
+
+	curl_easy_reset(pf->curl);
+	curl_easy_setopt(pf->curl, CURLOPT_URL, pf->url);
+	curl_easy_setopt(pf->curl, CURLOPT_CUSTOMREQUEST, "GET");
+	curl_easy_setopt(pf->curl, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(pf->curl, CURLOPT_TIMEOUT, pf->timeout_s);
+	curl_easy_setopt(pf->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(pf->curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(pf->curl, CURLOPT_WRITEDATA, &pf->b);
+	if (pf->ca[0])
+		curl_easy_setopt(pf->curl, CURLOPT_CAINFO, pf->ca);
+	h = curl_slist_append(h, "Expect:");
+	if (pf->auth[0])
+		h = curl_slist_append(h, pf->auth);
+	curl_easy_setopt(pf->curl, CURLOPT_HTTPHEADER, h);
+	pf->t0 = hlc_wall_ms();
+	pf->rc = curl_easy_perform(pf->curl);
+	pf->t1 = hlc_wall_ms();
+	curl_slist_free_all(h);
+	pf->status = 0;
+	curl_easy_getinfo(pf->curl, CURLINFO_RESPONSE_CODE, &pf->status);
+	return NULL;
+}
+
+/* Waits for a prefetch in flight: 1 when its answer is path's 2xx, handed over in *out; else dropped, 0. */
+static int prefetch_finish(sr_client *c, const char *path, sr_buf *out)
+{
+	struct relay_prefetch *pf = c->prefetch;
+	int ok;
+
+	if (!pf || !pf->running)
+		return 0;
+	pthread_join(pf->th, NULL);
+	pf->running = 0;
+	ok = path && out && pf->rc == CURLE_OK && pf->status >= 200 && pf->status < 300 && !strcmp(pf->path, path) &&
+	     !raw_answer(c, &pf->b, pf->t0, pf->t1);
+	if (ok) {
+		*out = pf->b;
+		memset(&pf->b, 0, sizeof pf->b);
+	}
+	sr_buf_free(&pf->b);
+	return ok;
+}
+
+void relay_prefetch(sr_client *c, const char *path, long timeout_s)
+{
+	struct relay_prefetch *pf = c->prefetch;
+	const char *env = getenv("SYNCRELAY_CA_FILE");
+	char *kept = NULL;
+
+	prefetch_finish(c, NULL, NULL);
+	if (!pf) {
+		pf = calloc(1, sizeof *pf);
+		if (!pf)
+			return; /* no prefetch: the page is asked for when it is needed */
+		c->prefetch = pf;
+	}
+	if (!pf->curl && !(pf->curl = curl_easy_init()))
+		return;
+	snprintf(pf->url, sizeof pf->url, "%s%s", c->relay, path);
+	snprintf(pf->path, sizeof pf->path, "%s", path);
+	pf->auth[0] = '\0';
+	if (c->token[0])
+		snprintf(pf->auth, sizeof pf->auth, "Authorization: Bearer %s", c->token);
+	/* the CA file is read here: the store is not used from the prefetch thread */
+	pf->ca[0] = '\0';
+	if (env && *env)
+		snprintf(pf->ca, sizeof pf->ca, "%s", env);
+	else if (store_meta_get(c->st, "ca_file", &kept) == 0 && kept && *kept)
+		snprintf(pf->ca, sizeof pf->ca, "%s", kept);
+	free(kept);
+	pf->timeout_s = timeout_s;
+	memset(&pf->b, 0, sizeof pf->b);
+	pf->running = pthread_create(&pf->th, NULL, prefetch_run, pf) == 0;
+}
+
+void relay_prefetch_free(sr_client *c)
+{
+	struct relay_prefetch *pf = c->prefetch;
+
+	if (!pf)
+		return;
+	prefetch_finish(c, NULL, NULL);
+	if (pf->curl)
+		curl_easy_cleanup(pf->curl);
+	free(pf);
+	c->prefetch = NULL;
+}
+
 /* relay_call, or with raw: a 2xx body is handed over as text in *raw (not parsed by jansson:
  * pages are read in place by jscan); other answers are parsed into *out as before. */
 static int call(sr_client *c, const char *method, const char *path, const char *body, long timeout_s,
@@ -150,6 +262,10 @@ static int call(sr_client *c, const char *method, const char *path, const char *
 		*out = NULL;
 	c->last_status = 0;
 	c->last_code[0] = '\0';
+	if (raw && !body && !strcmp(method, "GET") && prefetch_finish(c, path, raw)) {
+		c->last_status = 200;
+		return 0;
+	}
 	snprintf(url, sizeof url, "%s%s", c->relay, path);
 	if (!c->curl) {
 		c->curl = curl_easy_init();
