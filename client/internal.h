@@ -37,6 +37,7 @@ struct sr_client {
 	long skew_waiting;         /* outbox changes held back by the last push for clock skew */
 	int resyncing;             /* inside a 410 backfill and reconcile */
 	struct relay_prefetch *prefetch; /* the next page's GET in flight, or NULL */
+	uint64_t raw_t0, raw_t1;         /* when the last relay_call_raw answer was asked for and came */
 };
 
 /* Sets the handle's message and returns code. */
@@ -48,12 +49,15 @@ int cerr(sr_client *c, int code, const char *fmt, ...) __attribute__((format(pri
 int relay_call(sr_client *c, const char *method, const char *path, const char *body,
 	       long timeout_s, json_t **out);
 
-/* relay_call for pages: a 2xx body, checked to be one JSON object, comes back as text in
- * *raw (the caller's, sr_buf_free) for jscan to read in place; any other answer's problem
- * is parsed into *problem (may be NULL) as relay_call does. */
+/* relay_call for pages: a 2xx body comes back as text in *raw (the caller's, sr_buf_free)
+ * for jscan to read in place, and to check; any other answer's problem is parsed into
+ * *problem (may be NULL) as relay_call does. */
 int relay_call_raw(sr_client *c, const char *method, const char *path, const char *body, long timeout_s,
 		   sr_buf *raw, json_t **problem);
 
+/* What a raw answer said of the relay's clock (relay_time when have_time, max_skew_ms when
+ * > 0), as relay_call learns it from every parsed answer. */
+void relay_learn_time(sr_client *c, int have_time, int64_t relay_time, int64_t max_skew_ms);
 /* Starts GET path on a second handle and thread, for the relay_call_raw of the same path
  * that follows (the next page, asked for while this one is applied). Any other call leaves
  * it be; a relay_call_raw of another path waits for it and drops it. */

@@ -20,6 +20,19 @@ static const char *ws(const char *p, const char *end)
 	return p;
 }
 
+/* 1 for the bytes a string holds as they are and that need no UTF-8 check: printable
+ * ASCII but '"' and '\\' */
+static const unsigned char plain[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 static int is_digit(char c)
 {
 	return c >= '0' && c <= '9';
@@ -138,8 +151,7 @@ static const char *str_walk(const char *p, const char *end, char *out, size_t ou
 			/* the common case, a run of plain ASCII: copied or passed over at once */
 			const char *run = p;
 
-			while (++p < end && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x80 && *p != '"' &&
-			       *p != '\\')
+			while (++p < end && plain[(unsigned char)*p])
 				;
 			if (out && n + 1 < outn) {
 				size_t m = (size_t)(p - run) < outn - 1 - n ? (size_t)(p - run) : outn - 1 - n;
@@ -408,6 +420,11 @@ int js_document(const char *p, const char *end)
 	return p && ws(p, end) == end ? 0 : -1;
 }
 
+int js_trailing(const char *p, const char *end)
+{
+	return ws(p, end) == end;
+}
+
 int js_open(struct js_iter *it, const char *v, const char *vend, char open)
 {
 	v = ws(v, vend);
@@ -440,6 +457,13 @@ static int next_item(struct js_iter *it)
 
 int js_member(struct js_iter *it, char *key, size_t keyn, const char **v, const char **vend)
 {
+	int canon = 0;
+
+	return js_member_c(it, key, keyn, v, vend, &canon);
+}
+
+int js_member_c(struct js_iter *it, char *key, size_t keyn, const char **v, const char **vend, int *vcanon)
+{
 	int canon = 0, r = next_item(it);
 	size_t len = 0;
 	const char *p;
@@ -455,7 +479,7 @@ int js_member(struct js_iter *it, char *key, size_t keyn, const char **v, const 
 	if (p >= it->end || *p != ':')
 		return -1;
 	*v = ws(p + 1, it->end);
-	*vend = val_walk(*v, it->end, 1, &canon);
+	*vend = val_walk(*v, it->end, 1, vcanon);
 	if (!*vend)
 		return -1;
 	it->p = *vend;
@@ -556,10 +580,15 @@ int js_canonical(const char *v, size_t n)
 
 char *js_canonical_dup(const char *v, size_t n)
 {
+	return js_canonical_copy(v, n, js_canonical(v, n));
+}
+
+char *js_canonical_copy(const char *v, size_t n, int canon)
+{
 	json_t *j;
 	char *s;
 
-	if (js_canonical(v, n)) {
+	if (canon && n && *v == '{') {
 		s = malloc(n + 1);
 		if (s) {
 			memcpy(s, v, n);

@@ -17,6 +17,9 @@
  * 0, or -1 when the text is malformed or something follows the value. */
 int js_document(const char *p, const char *end);
 
+/* 1 when [p, end) is only whitespace. */
+int js_trailing(const char *p, const char *end);
+
 /* A walk over the members of an object or the elements of an array, in place. */
 struct js_iter {
 	const char *p, *end;
@@ -30,6 +33,9 @@ int js_open(struct js_iter *it, const char *v, const char *vend, char open);
 /* The next object member: its key decoded into key[keyn] ("" when longer), its value's span
  * [*v, *vend). 1 a member, 0 the end, -1 malformed. */
 int js_member(struct js_iter *it, char *key, size_t keyn, const char **v, const char **vend);
+/* js_member that also tells whether the value's text is canonical: *canon, 1 on entry, is
+ * cleared at anything jansson would write otherwise (for an object, js_canonical's answer). */
+int js_member_c(struct js_iter *it, char *key, size_t keyn, const char **v, const char **vend, int *canon);
 /* The next array element's span. 1 an element, 0 the end, -1 malformed. */
 int js_element(struct js_iter *it, const char **v, const char **vend);
 
@@ -52,6 +58,9 @@ int js_canonical(const char *v, size_t n);
 /* The canonical text of the object [v, v + n), malloc'd: a copy of the span when it is
  * canonical already, else jansson's. NULL when it is not an object (or out of memory). */
 char *js_canonical_dup(const char *v, size_t n);
+
+/* js_canonical_dup for a caller that knows canon, js_canonical's answer (js_member_c). */
+char *js_canonical_copy(const char *v, size_t n, int canon);
 
 /* The string member key of the object text obj[0..n) (the last one, as jansson keeps):
  * 1 found, its decoded value malloc'd in *out; 0 absent or not a string; -1 malformed. */

@@ -215,7 +215,8 @@ static int page_read(sr_client *c, struct page *pg, const char *array)
 	struct js_iter it;
 	const char *v, *vend;
 	char key[16];
-	int r, bad = 0;
+	int r, bad = 0, have_time = 0;
+	int64_t relay_time = 0, max_skew = 0;
 
 	pg->items = pg->items_end = NULL;
 	pg->next = pg->head = pg->schema_version = 0;
@@ -242,10 +243,16 @@ static int page_read(sr_client *c, struct page *pg, const char *array)
 		} else if (!strcmp(key, "next_after")) {
 			pg->has_next_after = !js_null(v, vend);
 			bad = pg->has_next_after && js_strcpy(v, vend, pg->next_after, sizeof pg->next_after);
+		} else if (!strcmp(key, "relay_time")) {
+			have_time = !js_int(v, vend, &relay_time);
+		} else if (!strcmp(key, "max_skew_ms") && js_int(v, vend, &max_skew)) {
+			max_skew = 0;
 		}
 	}
-	if (bad || r < 0)
+	/* the walk validated every member; nothing but whitespace may follow the object */
+	if (bad || r < 0 || !js_trailing(it.p + 1, it.end))
 		return cerr(c, SR_ERELAY, "the relay sent a malformed page (member \"%s\")", key);
+	relay_learn_time(c, have_time, relay_time, max_skew);
 	return 0;
 }
 
@@ -255,12 +262,13 @@ static int record_read(struct srec *r, const char *v, const char *vend)
 	struct js_iter it;
 	const char *mv, *mvend, *dv = NULL, *dvend = NULL;
 	char key[16];
-	int k, ok_model = 0, ok_id = 0, ok_hlc = 0;
+	int k, ok_model = 0, ok_id = 0, ok_hlc = 0, canon = 1, dcanon = 0;
 
 	memset(r, 0, sizeof *r);
 	if (js_open(&it, v, vend, '{'))
 		return -1;
-	while ((k = js_member(&it, key, sizeof key, &mv, &mvend)) == 1) {
+	/* the one walk over the record also tells whether its data is canonical */
+	while ((k = js_member_c(&it, key, sizeof key, &mv, &mvend, &canon)) == 1) {
 		if (!strcmp(key, "model"))
 			ok_model = !js_strcpy(mv, mvend, r->model, sizeof r->model) && sr_model_name_valid(r->model);
 		else if (!strcmp(key, "record_id"))
@@ -274,11 +282,12 @@ static int record_read(struct srec *r, const char *v, const char *vend)
 		else if (!strcmp(key, "deleted"))
 			r->deleted = js_bool(mv, mvend) == 1;
 		else if (!strcmp(key, "data"))
-			dv = mv, dvend = mvend;
+			dv = mv, dvend = mvend, dcanon = canon;
+		canon = 1;
 	}
 	if (k < 0 || !ok_model || !ok_id || !ok_hlc)
 		return -1;
-	if (!r->deleted && dv && *dv == '{' && !(r->data = js_canonical_dup(dv, (size_t)(dvend - dv))))
+	if (!r->deleted && dv && *dv == '{' && !(r->data = js_canonical_copy(dv, (size_t)(dvend - dv), dcanon)))
 		return -1;
 	return 0;
 }
@@ -289,14 +298,14 @@ static int change_read(sr_change *out, const char *v, const char *vend, char *er
 	struct js_iter it;
 	const char *mv, *mvend, *dv = NULL, *dvend = NULL;
 	char key[16], op[8] = "";
-	int k, ok_hlc = 0, ok_model = 0, ok_id = 0, ok_seq = 1;
+	int k, ok_hlc = 0, ok_model = 0, ok_id = 0, ok_seq = 1, canon = 1, dcanon = 0;
 
 	memset(out, 0, sizeof *out);
 	if (js_open(&it, v, vend, '{')) {
 		snprintf(err, errlen, "change is not an object");
 		return -1;
 	}
-	while ((k = js_member(&it, key, sizeof key, &mv, &mvend)) == 1) {
+	while ((k = js_member_c(&it, key, sizeof key, &mv, &mvend, &canon)) == 1) {
 		if (!strcmp(key, "hlc")) {
 			ok_hlc = !js_strcpy(mv, mvend, out->hlc, sizeof out->hlc) &&
 				 !sr_hlc_parse(NULL, out->hlc, strlen(out->hlc));
@@ -313,8 +322,9 @@ static int change_read(sr_change *out, const char *v, const char *vend, char *er
 			out->seq = 0;
 			ok_seq = js_null(mv, mvend) || (!js_int(mv, mvend, &out->seq) && out->seq > 0);
 		} else if (!strcmp(key, "data")) {
-			dv = mv, dvend = mvend;
+			dv = mv, dvend = mvend, dcanon = canon;
 		}
+		canon = 1;
 	}
 	if (k < 0)
 		snprintf(err, errlen, "change is not valid JSON");
@@ -332,7 +342,7 @@ static int change_read(sr_change *out, const char *v, const char *vend, char *er
 		snprintf(err, errlen, "an upsert needs an object \"data\"");
 	else if (!strcmp(op, "delete") && dv && !js_null(dv, dvend))
 		snprintf(err, errlen, "a delete carries no \"data\"");
-	else if (!strcmp(op, "upsert") && !(out->data = js_canonical_dup(dv, (size_t)(dvend - dv))))
+	else if (!strcmp(op, "upsert") && !(out->data = js_canonical_copy(dv, (size_t)(dvend - dv), dcanon)))
 		snprintf(err, errlen, "\"data\" is not a valid JSON object");
 	else {
 		out->op = strcmp(op, "upsert") ? SR_OP_DELETE : SR_OP_UPSERT;

@@ -12,7 +12,6 @@
 #include <time.h>
 
 #include "internal.h"
-#include "jscan.h"
 
 #define MAX_ATTEMPTS 6
 
@@ -105,38 +104,14 @@ static void learn_clock(sr_client *c, const json_t *j, uint64_t t0, uint64_t t1)
 		c->max_skew_ms = (long long)json_integer_value(lim);
 }
 
-static int trailing_ws(const char *p, const char *end)
+void relay_learn_time(sr_client *c, int have_time, int64_t relay_time, int64_t max_skew_ms)
 {
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p == end ? 0 : -1;
-}
-
-/* A 2xx body kept as text: checked to be one JSON object (walking its members validates
- * each value) and read for relay_time and max_skew_ms as learn_clock reads them. */
-static int raw_answer(sr_client *c, const sr_buf *b, uint64_t t0, uint64_t t1)
-{
-	struct js_iter it;
-	const char *v, *vend;
-	char key[16];
-	int r;
-
-	if (!b->p || js_open(&it, b->p, b->p + b->len, '{'))
-		return -1;
-	while ((r = js_member(&it, key, sizeof key, &v, &vend)) == 1) {
-		int64_t x;
-
-		if (!strcmp(key, "relay_time") && !js_int(v, vend, &x)) {
-			c->clock_offset_ms = (long long)((t0 + t1) / 2) - (long long)x;
-			c->have_offset = 1;
-		} else if (!strcmp(key, "max_skew_ms") && !js_int(v, vend, &x) && x > 0) {
-			c->max_skew_ms = (long long)x;
-		}
+	if (have_time) {
+		c->clock_offset_ms = (long long)((c->raw_t0 + c->raw_t1) / 2) - (long long)relay_time;
+		c->have_offset = 1;
 	}
-	if (r < 0)
-		return -1;
-	/* the member walk stops at the closing brace: nothing but whitespace may follow it */
-	return trailing_ws(it.p + 1, it.end);
+	if (max_skew_ms > 0)
+		c->max_skew_ms = (long long)max_skew_ms;
 }
 
 /* ---- prefetch: the next page's GET runs on its own handle and thread while this page is
@@ -195,9 +170,11 @@ static int prefetch_finish(sr_client *c, const char *path, sr_buf *out)
 		return 0;
 	pthread_join(pf->th, NULL);
 	pf->running = 0;
-	ok = path && out && pf->rc == CURLE_OK && pf->status >= 200 && pf->status < 300 && !strcmp(pf->path, path) &&
-	     !raw_answer(c, &pf->b, pf->t0, pf->t1);
+	ok = path && out && pf->rc == CURLE_OK && pf->status >= 200 && pf->status < 300 && pf->b.p &&
+	     !strcmp(pf->path, path);
 	if (ok) {
+		c->raw_t0 = pf->t0;
+		c->raw_t1 = pf->t1;
 		*out = pf->b;
 		memset(&pf->b, 0, sizeof pf->b);
 	}
@@ -334,10 +311,13 @@ static int call(sr_client *c, const char *method, const char *path, const char *
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
 		c->last_status = status;
 		if (raw && status >= 200 && status < 300) {
-			if (raw_answer(c, &b, t0, t1)) {
+			if (!b.p) {
 				sr_buf_free(&b);
-				return cerr(c, SR_ERELAY, "the relay's answer to %s %s is not a JSON object", method, path);
+				return cerr(c, SR_ERELAY, "the relay's answer to %s %s is empty", method, path);
 			}
+			/* the page reader checks the text and learns relay_time from it */
+			c->raw_t0 = t0;
+			c->raw_t1 = t1;
 			*raw = b;
 			return 0;
 		}

@@ -44,9 +44,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int r;
 
 		assert(js_open(&it, text, text + size, '{') == 0);
-		while ((r = js_member(&it, key, sizeof key, &v, &vend)) == 1) {
+		int vc = 1;
+
+		while ((r = js_member_c(&it, key, sizeof key, &v, &vend, &vc)) == 1) {
 			assert(v >= text && vend <= text + size && v < vend);
+			/* the flag of the member walk is the canonical check's answer */
+			assert(*v != '{' || vc == js_canonical(v, (size_t)(vend - v)));
 			free(js_strdup(v, vend));
+			vc = 1;
 		}
 		assert(r == 0);
 		(void)js_get_str(text, size, "a", &s);

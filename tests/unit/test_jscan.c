@@ -235,3 +235,26 @@ Test(jscan, integers_and_booleans_are_strict)
 	cr_assert_eq(js_bool("false", (const char *)"false" + 5), 0);
 	cr_assert_eq(js_bool("null", (const char *)"null" + 4), -1);
 }
+
+Test(jscan, a_member_walk_tells_whether_the_value_is_canonical)
+{
+	const char *o = "{\"a\":{\"x\":1,\"y\":[true]},\"b\":{\"y\":1,\"x\":2},\"c\":{ \"x\":1},\"d\":{\"x\":0.1}}";
+	const char *want[] = {"{\"x\":1,\"y\":[true]}", "{\"x\":2,\"y\":1}", "{\"x\":1}", "{\"x\":0.10000000000000001}"};
+	int expect[] = {1, 0, 0, 0}, i = 0, canon = 1;
+	struct js_iter it;
+	const char *v, *vend;
+	char key[4];
+
+	cr_assert_eq(js_open(&it, o, o + strlen(o), '{'), 0);
+	while (js_member_c(&it, key, sizeof key, &v, &vend, &canon) == 1) {
+		char *t = js_canonical_copy(v, (size_t)(vend - v), canon);
+
+		cr_assert_eq(canon, expect[i], "member %s: canonical %d", key, canon);
+		cr_assert_eq(canon, js_canonical(v, (size_t)(vend - v)), "member %s", key);
+		cr_assert_str_eq(t, want[i], "member %s", key);
+		free(t);
+		canon = 1;
+		i++;
+	}
+	cr_assert_eq(i, 4);
+}
