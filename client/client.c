@@ -321,7 +321,7 @@ static int local_write_text(sr_client *c, const char *model, const char *record_
 	const struct sm_model *m = sm_find(&c->schema, model);
 	struct srec r = {0};
 	char owner[SR_UUID_LEN + 1], hlc[SR_HLC_LEN + 1];
-	int found, rc = 0;
+	int found = 0, rc = 0;
 
 	r.data = canon; /* freed on every path below */
 	if (!sr_model_name_valid(model))
@@ -346,7 +346,8 @@ static int local_write_text(sr_client *c, const char *model, const char *record_
 		client_load_clock(c);
 	hlc_tick(&c->clk, hlc_wall_ms(), r.hlc);
 	r.deleted = canon == NULL;
-	found = client_apply(c, &r, 0);
+	/* the head read above stands: the write lock is held since */
+	found = client_apply_known(c, &r, 0, found, hlc);
 	if (found == 0)
 		/* cannot happen with a monotonic clock; refuse rather than queue a lost write */
 		rc = cerr(c, SR_ESTORE, "the stored %s record %s is newer than this device's clock", model,

@@ -78,6 +78,9 @@ int client_save_clock(sr_client *c);
 /* Applies one record state last-writer-wins with its references; inside a transaction.
  * force: replace even when the HLC is not newer (repair). Returns 1 applied, 0 kept, <0 error. */
 int client_apply(sr_client *c, const struct srec *r, int force);
+/* client_apply for a caller that has just read the record's head: found (1 or 0) and, when
+ * found, its HLC. */
+int client_apply_known(sr_client *c, const struct srec *r, int force, int found, const char *hlc);
 
 void progress(sr_client *c, const char *what, long done, long total);
 /* Keeps the learned clock offset and skew limit in the store meta (autocommit). */

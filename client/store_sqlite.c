@@ -97,7 +97,9 @@ int store_open(struct store **out, const char *path, char *err, size_t errlen)
 	 * its -wal and -shm files the same mode) */
 	if (strcmp(path, ":memory:") && (i = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) >= 0)
 		close(i);
-	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	/* one connection per handle, used by one thread at a time (a handle is not shared between
+	 * threads, and the prefetch thread never touches the store): no per-call mutex */
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "could not open store \"%s\": %s", path,
 			 s->db ? sqlite3_errmsg(s->db) : "out of memory");

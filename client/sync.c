@@ -30,12 +30,17 @@ static void on_resolved(void *arg, const char *model, const char *record_id, con
 
 int client_apply(sr_client *c, const struct srec *r, int force)
 {
-	const struct sm_model *m;
 	char owner[SR_UUID_LEN + 1], hlc[SR_HLC_LEN + 1];
-	int found = store_record_head(c->st, r->model, r->record_id, owner, hlc), k;
+	int found = store_record_head(c->st, r->model, r->record_id, owner, hlc);
 
-	if (found < 0)
-		return -1;
+	return found < 0 ? -1 : client_apply_known(c, r, force, found, hlc);
+}
+
+int client_apply_known(sr_client *c, const struct srec *r, int force, int found, const char *hlc)
+{
+	const struct sm_model *m;
+	int k;
+
 	if (found && !force && strcmp(r->hlc, hlc) <= 0)
 		return 0; /* last writer wins: what we hold is as new or newer */
 	/* a record new to the replica has no pending links of its own to replace */
