@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "jscan.h"
 
 const char *sr_strerror(int code)
 {
@@ -171,6 +172,7 @@ void sr_client_free(sr_client *c)
 {
 	if (!c)
 		return;
+	relay_prefetch_free(c);
 	if (c->curl)
 		curl_easy_cleanup(c->curl);
 	sm_free(&c->schema);
@@ -296,43 +298,62 @@ int sr_client_schema_get(sr_client *c, char **out)
 	return *out ? 0 : cerr(c, SR_ENOMEM, "out of memory");
 }
 
-/* One local write inside the caller's transaction: stamp, apply, queue. */
+/* One local write inside the caller's transaction: stamp, apply, queue. canon is the data's
+ * canonical text (the write takes it over), NULL for a delete. */
+static int local_write_text(sr_client *c, const char *model, const char *record_id, char *canon);
+
 static int local_write(sr_client *c, const char *model, const char *record_id, const json_t *data)
+{
+	char *canon;
+
+	if (!data)
+		return local_write_text(c, model, record_id, NULL);
+	if (!json_is_object(data))
+		return cerr(c, SR_EINVAL, "record data must be a JSON object");
+	canon = sr_canonical(data);
+	if (!canon)
+		return cerr(c, SR_ENOMEM, "out of memory");
+	return local_write_text(c, model, record_id, canon);
+}
+
+static int local_write_text(sr_client *c, const char *model, const char *record_id, char *canon)
 {
 	const struct sm_model *m = sm_find(&c->schema, model);
 	struct srec r = {0};
 	char owner[SR_UUID_LEN + 1], hlc[SR_HLC_LEN + 1];
-	int found, rc = 0;
+	int found = 0, rc = 0;
 
+	r.data = canon; /* freed on every path below */
 	if (!sr_model_name_valid(model))
-		return cerr(c, SR_EINVAL, "\"%s\" is not a model name", model);
-	if (!m)
-		return cerr(c, SR_EUNKNOWNMODEL, "model \"%s\" is not in the library schema", model);
-	if (!record_id || !sr_uuid_valid(record_id, strlen(record_id)))
-		return cerr(c, SR_EINVAL, "record id \"%s\" is not a canonical UUID", record_id ? record_id : "");
-	found = store_record_head(c->st, model, record_id, owner, hlc);
-	if (found < 0)
-		return cerr(c, SR_ESTORE, "could not read the store: %s", store_errmsg(c->st));
-	if (found && m->device_owned && strcmp(owner, c->device))
-		return cerr(c, SR_EINVAL, "%s record %s belongs to device %s", model, record_id, owner);
-	if (data && !json_is_object(data))
-		return cerr(c, SR_EINVAL, "record data must be a JSON object");
+		rc = cerr(c, SR_EINVAL, "\"%s\" is not a model name", model);
+	else if (!m)
+		rc = cerr(c, SR_EUNKNOWNMODEL, "model \"%s\" is not in the library schema", model);
+	else if (!record_id || !sr_uuid_valid(record_id, strlen(record_id)))
+		rc = cerr(c, SR_EINVAL, "record id \"%s\" is not a canonical UUID", record_id ? record_id : "");
+	else if ((found = store_record_head(c->st, model, record_id, owner, hlc)) < 0)
+		rc = cerr(c, SR_ESTORE, "could not read the store: %s", store_errmsg(c->st));
+	else if (found && m->device_owned && strcmp(owner, c->device))
+		rc = cerr(c, SR_EINVAL, "%s record %s belongs to device %s", model, record_id, owner);
+	if (rc) {
+		srec_clear(&r);
+		return rc;
+	}
 	snprintf(r.model, sizeof r.model, "%s", model);
 	snprintf(r.record_id, sizeof r.record_id, "%s", record_id);
 	snprintf(r.owner, sizeof r.owner, "%s", m->device_owned ? c->device : "");
-	client_load_clock(c);
+	/* a batch holds the write lock: its clock is loaded at begin and saved at commit */
+	if (!c->clock_held)
+		client_load_clock(c);
 	hlc_tick(&c->clk, hlc_wall_ms(), r.hlc);
-	r.deleted = data == NULL;
-	r.data = data ? sr_canonical(data) : NULL;
-	if (data && !r.data)
-		return cerr(c, SR_ENOMEM, "out of memory");
-	found = client_apply(c, &r, 0);
+	r.deleted = canon == NULL;
+	/* the head read above stands: the write lock is held since */
+	found = client_apply_known(c, &r, 0, found, hlc);
 	if (found == 0)
 		/* cannot happen with a monotonic clock; refuse rather than queue a lost write */
 		rc = cerr(c, SR_ESTORE, "the stored %s record %s is newer than this device's clock", model,
 			  record_id);
 	else if (found < 0 || store_outbox_add(c->st, r.hlc, model, record_id, r.deleted, r.data) ||
-		 client_save_clock(c))
+		 (!c->clock_held && client_save_clock(c)))
 		rc = cerr(c, SR_ESTORE, "could not write locally: %s", store_errmsg(c->st));
 	srec_clear(&r);
 	return rc;
@@ -349,6 +370,8 @@ int sr_client_write_begin(sr_client *c)
 	if (store_begin(c->st))
 		return cerr(c, SR_ESTORE, "could not begin a local transaction: %s", store_errmsg(c->st));
 	c->in_batch = 1;
+	client_load_clock(c);
+	c->clock_held = 1;
 	return 0;
 }
 
@@ -357,7 +380,8 @@ int sr_client_write_commit(sr_client *c)
 	if (!c->in_batch)
 		return cerr(c, SR_ESTATE, "no write batch is open");
 	c->in_batch = 0;
-	if (store_commit(c->st)) {
+	c->clock_held = 0;
+	if (client_save_clock(c) || store_commit(c->st)) {
 		store_rollback(c->st);
 		return cerr(c, SR_ESTORE, "could not commit: %s", store_errmsg(c->st));
 	}
@@ -369,19 +393,25 @@ void sr_client_write_rollback(sr_client *c)
 	if (c->in_batch)
 		store_rollback(c->st);
 	c->in_batch = 0;
+	c->clock_held = 0;
 }
 
-static int write_one(sr_client *c, const char *model, const char *record_id, const json_t *data)
+/* canon: the data's canonical text, taken over; NULL for a delete. */
+static int write_one(sr_client *c, const char *model, const char *record_id, char *canon)
 {
 	int rc;
 
-	if ((rc = need_enrolled(c)))
+	if ((rc = need_enrolled(c))) {
+		free(canon);
 		return rc;
+	}
 	if (c->in_batch)
-		return local_write(c, model, record_id, data);
-	if (store_begin(c->st))
+		return local_write_text(c, model, record_id, canon);
+	if (store_begin(c->st)) {
+		free(canon);
 		return cerr(c, SR_ESTORE, "could not begin a local transaction: %s", store_errmsg(c->st));
-	rc = local_write(c, model, record_id, data);
+	}
+	rc = local_write_text(c, model, record_id, canon);
 	if (!rc && store_commit(c->st))
 		rc = cerr(c, SR_ESTORE, "could not commit: %s", store_errmsg(c->st));
 	if (rc)
@@ -392,17 +422,24 @@ static int write_one(sr_client *c, const char *model, const char *record_id, con
 int sr_client_put(sr_client *c, const char *model, const char *record_id, const char *data_json)
 {
 	json_error_t e;
-	json_t *data = json_loads(data_json ? data_json : "", 0, &e);
-	int rc;
+	json_t *data;
+	char *canon;
+	size_t n = data_json ? strlen(data_json) : 0;
 
+	/* text already canonical (an indexer's, a copy of what get returned) is taken as it is */
+	if (n && js_canonical(data_json, n)) {
+		canon = strdup(data_json);
+		return canon ? write_one(c, model, record_id, canon) : cerr(c, SR_ENOMEM, "out of memory");
+	}
+	data = json_loads(data_json ? data_json : "", 0, &e);
 	if (!json_is_object(data)) {
 		json_decref(data);
 		return cerr(c, SR_EINVAL, "record data must be a JSON object%s%s", data ? "" : ": ",
 			    data ? "" : e.text);
 	}
-	rc = write_one(c, model, record_id, data);
+	canon = sr_canonical(data);
 	json_decref(data);
-	return rc;
+	return canon ? write_one(c, model, record_id, canon) : cerr(c, SR_ENOMEM, "out of memory");
 }
 
 int sr_client_delete(sr_client *c, const char *model, const char *record_id)
@@ -477,6 +514,8 @@ int sr_client_import(sr_client *c, long *count, const char *model, const char *j
 		fclose(f);
 		return cerr(c, SR_ESTORE, "could not begin: %s", store_errmsg(c->st));
 	}
+	client_load_clock(c);
+	c->clock_held = 1;
 	/* the whole file is one transaction: an import is all or nothing */
 	while (!rc && (len = getline(&line, &cap, f)) >= 0) {
 		json_error_t e;
@@ -499,7 +538,8 @@ int sr_client_import(sr_client *c, long *count, const char *model, const char *j
 	}
 	free(line);
 	fclose(f);
-	if (!rc && store_commit(c->st))
+	c->clock_held = 0;
+	if (!rc && (client_save_clock(c) || store_commit(c->st)))
 		rc = cerr(c, SR_ESTORE, "could not commit: %s", store_errmsg(c->st));
 	if (rc) {
 		store_rollback(c->st);

@@ -10,7 +10,7 @@
 
 enum {
 	Q_META_GET, Q_META_SET, Q_REC_GET, Q_REC_HEAD, Q_REC_PUT, Q_REC_DEL, Q_OUT_ADD, Q_OUT_PEEK, Q_OUT_DEL,
-	Q_OUT_COUNT, Q_OUT_REJECT, Q_OUT_REJECT_DEL, Q_REJ_COUNT, Q_REJ_RETRY, Q_REJ_DROP, Q_REJ_FORGET_PEND, Q_REJ_FORGET, Q_REJ_HAS, Q_OUT_HAS, Q_PEND_CLEAR, Q_PEND_ADD, Q_PEND_FIND, Q_PEND_DEL, Q_LIVE, Q_COUNT
+	Q_OUT_COUNT, Q_OUT_REJECT, Q_OUT_REJECT_DEL, Q_REJ_COUNT, Q_REJ_RETRY, Q_REJ_DROP, Q_REJ_FORGET_PEND, Q_REJ_FORGET, Q_REJ_HAS, Q_OUT_HAS, Q_PEND_CLEAR, Q_PEND_ADD, Q_PEND_FIND, Q_PEND_DEL, Q_LIVE, Q_PEND_ANY, Q_COUNT
 };
 
 static const char *const sqls[Q_COUNT] = {
@@ -51,6 +51,7 @@ static const char *const sqls[Q_COUNT] = {
 			" WHERE target_model = ?1 AND target_id = ?2",
 	[Q_PEND_DEL] = "DELETE FROM pending_refs WHERE target_model = ?1 AND target_id = ?2",
 	[Q_LIVE] = "SELECT 1 FROM records WHERE model = ?1 AND record_id = ?2 AND deleted = 0",
+	[Q_PEND_ANY] = "SELECT 1 FROM pending_refs LIMIT 1",
 };
 
 static const char *const schema_sql =
@@ -72,6 +73,9 @@ static const char *const schema_sql =
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *st[Q_COUNT];
+	/* inside a write transaction: -1 not known, 0 no pending reference exists (none can
+	 * appear but ours while we hold the write lock), 1 some may */
+	int pending;
 };
 
 const char *store_errmsg(struct store *s)
@@ -88,11 +92,14 @@ int store_open(struct store **out, const char *path, char *err, size_t errlen)
 	*out = NULL;
 	if (!s)
 		return -1;
+	s->pending = -1;
 	/* the store holds the device token: create it readable by its owner only (SQLite gives
 	 * its -wal and -shm files the same mode) */
 	if (strcmp(path, ":memory:") && (i = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) >= 0)
 		close(i);
-	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	/* one connection per handle, used by one thread at a time (a handle is not shared between
+	 * threads, and the prefetch thread never touches the store): no per-call mutex */
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "could not open store \"%s\": %s", path,
 			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
@@ -138,16 +145,19 @@ static int exec(struct store *s, const char *sql)
 
 int store_begin(struct store *s)
 {
+	s->pending = -1;
 	return exec(s, "BEGIN IMMEDIATE");
 }
 
 int store_commit(struct store *s)
 {
+	s->pending = -1;
 	return exec(s, "COMMIT");
 }
 
 void store_rollback(struct store *s)
 {
+	s->pending = -1;
 	if (!sqlite3_get_autocommit(s->db))
 		exec(s, "ROLLBACK");
 }
@@ -467,7 +477,20 @@ int store_pending_add(struct store *s, const char *model, const char *record_id,
 {
 	const char *p[5] = {model, record_id, field, target_model, target_id};
 
+	s->pending = 1;
 	return run(bind(s, Q_PEND_ADD, 5, p));
+}
+
+/* 1 when pending_refs has a row, 0 when not, -1 on error. */
+static int exists_any(struct store *s)
+{
+	sqlite3_stmt *st = s->st[Q_PEND_ANY];
+	int rc;
+
+	sqlite3_reset(st);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
 int store_pending_resolve(struct store *s, const char *target_model, const char *target_id,
@@ -476,8 +499,18 @@ int store_pending_resolve(struct store *s, const char *target_model, const char 
 			  void *arg)
 {
 	const char *p[2] = {target_model, target_id};
-	sqlite3_stmt *st = bind(s, Q_PEND_FIND, 2, p);
+	sqlite3_stmt *st;
 	int rc, n = 0;
+
+	/* a backfill or a page of changes mostly finds no pending reference at all: asked once
+	 * per write transaction, not once per record */
+	if (sqlite3_get_autocommit(s->db))
+		s->pending = -1;
+	else if (s->pending < 0 && (s->pending = exists_any(s)) < 0)
+		return -1;
+	if (s->pending == 0)
+		return 0;
+	st = bind(s, Q_PEND_FIND, 2, p);
 
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		n++;

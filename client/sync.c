@@ -5,8 +5,19 @@
 #include <time.h>
 
 #include "internal.h"
+#include "jscan.h"
 
-#define PAGE 1000
+/* changes per push batch (the relay takes up to 10,000 by default and answers 413 to more,
+ * whereupon the batch is halved); its cost is mostly per batch */
+#define PAGE 5000
+/* changes per pull page (the relay serves up to 10,000): a page is one local transaction,
+ * and fewer round trips leave the time to SQLite */
+#define PULL_PAGE 5000
+/* records per backfill page: each model's first page is small, so a small library or an
+ * interrupted backfill keeps its pages small, and each next page doubles, up to the relay's
+ * 10,000 (a records page costs the relay a query and a transaction here: fewer is faster) */
+#define BACKFILL_FIRST 1000
+#define BACKFILL_MAX 10000
 
 static void on_resolved(void *arg, const char *model, const char *record_id, const char *field,
 			const char *target)
@@ -19,12 +30,17 @@ static void on_resolved(void *arg, const char *model, const char *record_id, con
 
 int client_apply(sr_client *c, const struct srec *r, int force)
 {
-	const struct sm_model *m;
 	char owner[SR_UUID_LEN + 1], hlc[SR_HLC_LEN + 1];
-	int found = store_record_head(c->st, r->model, r->record_id, owner, hlc), k;
+	int found = store_record_head(c->st, r->model, r->record_id, owner, hlc);
 
-	if (found < 0)
-		return -1;
+	return found < 0 ? -1 : client_apply_known(c, r, force, found, hlc);
+}
+
+int client_apply_known(sr_client *c, const struct srec *r, int force, int found, const char *hlc)
+{
+	const struct sm_model *m;
+	int k;
+
 	if (found && !force && strcmp(r->hlc, hlc) <= 0)
 		return 0; /* last writer wins: what we hold is as new or newer */
 	/* a record new to the replica has no pending links of its own to replace */
@@ -32,30 +48,28 @@ int client_apply(sr_client *c, const struct srec *r, int force)
 		return -1;
 	m = sm_find(&c->schema, r->model);
 	if (m && !r->deleted && m->nrefs && r->data) {
-		json_t *d = json_loads(r->data, 0, NULL);
+		size_t n = strlen(r->data);
+
+		/* the data is canonical text: its reference fields are read in place */
 		for (k = 0; k < m->nrefs; k++) {
-			const char *t = json_string_value(json_object_get(d, m->refs[k].field));
+			char *t = NULL;
 			int live;
 
-			if (!t)
+			if (js_get_str(r->data, n, m->refs[k].field, &t) != 1)
 				continue;
 			live = store_live(c->st, m->refs[k].model, t);
-			if (live < 0) {
-				json_decref(d);
-				return -1;
-			}
 			/* the target is not here yet: keep the record, remember the link */
-			if (!live) {
+			if (live == 0) {
 				if (store_pending_add(c->st, r->model, r->record_id, m->refs[k].field,
-						      m->refs[k].model, t)) {
-					json_decref(d);
-					return -1;
-				}
-				if (c->link_fn)
+						      m->refs[k].model, t))
+					live = -1;
+				else if (c->link_fn)
 					c->link_fn(c->link_arg, r->model, r->record_id, m->refs[k].field, t, 0);
 			}
+			free(t);
+			if (live < 0)
+				return -1;
 		}
-		json_decref(d);
 	}
 	if (!r->deleted && store_pending_resolve(c->st, r->model, r->record_id, on_resolved, c))
 		return -1;
@@ -188,41 +202,181 @@ static int push_outbox(sr_client *c)
 
 /* ---- backfill ---- */
 
-static int record_from_json(struct srec *r, const json_t *j)
-{
-	const char *m = json_string_value(json_object_get(j, "model"));
-	const char *id = json_string_value(json_object_get(j, "record_id"));
-	const char *o = json_string_value(json_object_get(j, "owner"));
-	const char *h = json_string_value(json_object_get(j, "hlc"));
-	const json_t *d = json_object_get(j, "data");
+/* One relay page, read in place: the span of its "records" or "changes" array and the
+ * members sync needs (absent numbers read as 0, as before). */
+struct page {
+	sr_buf body;
+	const char *items, *items_end;
+	int64_t next, head, schema_version;
+	int more;
+	int has_next_hlc, has_next_after;
+	char next_hlc[SR_HLC_LEN + 1];
+	char next_after[SR_UUID_LEN + 1];
+	long n; /* items applied */
+};
 
-	memset(r, 0, sizeof *r);
-	if (!sr_model_name_valid(m) || !id || !sr_uuid_valid(id, strlen(id)) || !h ||
-	    sr_hlc_parse(NULL, h, strlen(h)))
-		return -1;
-	snprintf(r->model, sizeof r->model, "%s", m);
-	snprintf(r->record_id, sizeof r->record_id, "%s", id);
-	snprintf(r->owner, sizeof r->owner, "%s", o ? o : "");
-	memcpy(r->hlc, h, SR_HLC_LEN + 1);
-	r->deleted = json_is_true(json_object_get(j, "deleted"));
-	r->data = r->deleted || !json_is_object(d) ? NULL : sr_canonical(d);
+static int page_read(sr_client *c, struct page *pg, const char *array)
+{
+	struct js_iter it;
+	const char *v, *vend;
+	char key[16];
+	int r, bad = 0, have_time = 0;
+	int64_t relay_time = 0, max_skew = 0;
+
+	pg->items = pg->items_end = NULL;
+	pg->next = pg->head = pg->schema_version = 0;
+	pg->more = pg->has_next_hlc = pg->has_next_after = 0;
+	pg->n = 0;
+	if (js_open(&it, pg->body.p, pg->body.p + pg->body.len, '{'))
+		return cerr(c, SR_ERELAY, "the relay sent a malformed page");
+	while (!bad && (r = js_member(&it, key, sizeof key, &v, &vend)) == 1) {
+		if (!strcmp(key, array)) {
+			bad = *v != '[';
+			pg->items = v;
+			pg->items_end = vend;
+		} else if (!strcmp(key, "next")) {
+			bad = js_int(v, vend, &pg->next);
+		} else if (!strcmp(key, "head")) {
+			bad = js_int(v, vend, &pg->head);
+		} else if (!strcmp(key, "schema_version")) {
+			bad = js_int(v, vend, &pg->schema_version);
+		} else if (!strcmp(key, "more")) {
+			pg->more = js_bool(v, vend) == 1;
+		} else if (!strcmp(key, "next_hlc")) {
+			pg->has_next_hlc = !js_null(v, vend);
+			bad = pg->has_next_hlc && js_strcpy(v, vend, pg->next_hlc, sizeof pg->next_hlc);
+		} else if (!strcmp(key, "next_after")) {
+			pg->has_next_after = !js_null(v, vend);
+			bad = pg->has_next_after && js_strcpy(v, vend, pg->next_after, sizeof pg->next_after);
+		} else if (!strcmp(key, "relay_time")) {
+			have_time = !js_int(v, vend, &relay_time);
+		} else if (!strcmp(key, "max_skew_ms") && js_int(v, vend, &max_skew)) {
+			max_skew = 0;
+		}
+	}
+	/* the walk validated every member; nothing but whitespace may follow the object */
+	if (bad || r < 0 || !js_trailing(it.p + 1, it.end))
+		return cerr(c, SR_ERELAY, "the relay sent a malformed page (member \"%s\")", key);
+	relay_learn_time(c, have_time, relay_time, max_skew);
 	return 0;
 }
 
-/* Applies one records page in one transaction, saving where the backfill stands. */
-static int backfill_page(sr_client *c, json_t *page, const char *model, const char *next_after, long *done)
+/* One record of a records page, validated as before; data kept as served when canonical. */
+static int record_read(struct srec *r, const char *v, const char *vend)
 {
-	json_t *recs = json_object_get(page, "records");
-	size_t i;
+	struct js_iter it;
+	const char *mv, *mvend, *dv = NULL, *dvend = NULL;
+	char key[16];
+	int k, ok_model = 0, ok_id = 0, ok_hlc = 0, canon = 1, dcanon = 0;
+
+	memset(r, 0, sizeof *r);
+	if (js_open(&it, v, vend, '{'))
+		return -1;
+	/* the one walk over the record also tells whether its data is canonical */
+	while ((k = js_member_c(&it, key, sizeof key, &mv, &mvend, &canon)) == 1) {
+		if (!strcmp(key, "model"))
+			ok_model = !js_strcpy(mv, mvend, r->model, sizeof r->model) && sr_model_name_valid(r->model);
+		else if (!strcmp(key, "record_id"))
+			ok_id = !js_strcpy(mv, mvend, r->record_id, sizeof r->record_id) &&
+				sr_uuid_valid(r->record_id, strlen(r->record_id));
+		else if (!strcmp(key, "owner") && js_strcpy(mv, mvend, r->owner, sizeof r->owner))
+			r->owner[0] = '\0'; /* null for a shared record */
+		else if (!strcmp(key, "hlc"))
+			ok_hlc = !js_strcpy(mv, mvend, r->hlc, sizeof r->hlc) &&
+				 !sr_hlc_parse(NULL, r->hlc, strlen(r->hlc));
+		else if (!strcmp(key, "deleted"))
+			r->deleted = js_bool(mv, mvend) == 1;
+		else if (!strcmp(key, "data"))
+			dv = mv, dvend = mvend, dcanon = canon;
+		canon = 1;
+	}
+	if (k < 0 || !ok_model || !ok_id || !ok_hlc)
+		return -1;
+	if (!r->deleted && dv && *dv == '{' && !(r->data = js_canonical_copy(dv, (size_t)(dvend - dv), dcanon)))
+		return -1;
+	return 0;
+}
+
+/* One change of a changes page, validated as sr_change_parse does. */
+static int change_read(sr_change *out, const char *v, const char *vend, char *err, size_t errlen)
+{
+	struct js_iter it;
+	const char *mv, *mvend, *dv = NULL, *dvend = NULL;
+	char key[16], op[8] = "";
+	int k, ok_hlc = 0, ok_model = 0, ok_id = 0, ok_seq = 1, canon = 1, dcanon = 0;
+
+	memset(out, 0, sizeof *out);
+	if (js_open(&it, v, vend, '{')) {
+		snprintf(err, errlen, "change is not an object");
+		return -1;
+	}
+	while ((k = js_member_c(&it, key, sizeof key, &mv, &mvend, &canon)) == 1) {
+		if (!strcmp(key, "hlc")) {
+			ok_hlc = !js_strcpy(mv, mvend, out->hlc, sizeof out->hlc) &&
+				 !sr_hlc_parse(NULL, out->hlc, strlen(out->hlc));
+		} else if (!strcmp(key, "model")) {
+			ok_model = !js_strcpy(mv, mvend, out->model, sizeof out->model) &&
+				   sr_model_name_valid(out->model);
+		} else if (!strcmp(key, "record_id")) {
+			ok_id = !js_strcpy(mv, mvend, out->record_id, sizeof out->record_id) &&
+				sr_uuid_valid(out->record_id, strlen(out->record_id));
+		} else if (!strcmp(key, "op")) {
+			if (js_strcpy(mv, mvend, op, sizeof op))
+				op[0] = '\0';
+		} else if (!strcmp(key, "seq")) {
+			out->seq = 0;
+			ok_seq = js_null(mv, mvend) || (!js_int(mv, mvend, &out->seq) && out->seq > 0);
+		} else if (!strcmp(key, "data")) {
+			dv = mv, dvend = mvend, dcanon = canon;
+		}
+		canon = 1;
+	}
+	if (k < 0)
+		snprintf(err, errlen, "change is not valid JSON");
+	else if (!ok_hlc)
+		snprintf(err, errlen, "\"hlc\" is missing or not a valid HLC");
+	else if (!ok_model)
+		snprintf(err, errlen, "\"model\" is missing or not a valid model name");
+	else if (!ok_id)
+		snprintf(err, errlen, "\"record_id\" is missing or not a canonical UUID");
+	else if (strcmp(op, "upsert") && strcmp(op, "delete"))
+		snprintf(err, errlen, "\"op\" must be \"upsert\" or \"delete\"");
+	else if (!ok_seq)
+		snprintf(err, errlen, "\"seq\" must be a positive integer");
+	else if (!strcmp(op, "upsert") && (!dv || *dv != '{'))
+		snprintf(err, errlen, "an upsert needs an object \"data\"");
+	else if (!strcmp(op, "delete") && dv && !js_null(dv, dvend))
+		snprintf(err, errlen, "a delete carries no \"data\"");
+	else if (!strcmp(op, "upsert") && !(out->data = js_canonical_copy(dv, (size_t)(dvend - dv), dcanon)))
+		snprintf(err, errlen, "\"data\" is not a valid JSON object");
+	else {
+		out->op = strcmp(op, "upsert") ? SR_OP_DELETE : SR_OP_UPSERT;
+		return 0;
+	}
+	return -1;
+}
+
+/* Applies one records page in one transaction, saving where the backfill stands. */
+static int backfill_page(sr_client *c, struct page *pg, const char *model, const char *next_after, int limit,
+			 long *done)
+{
+	struct js_iter it;
+	const char *v, *vend;
+	int k;
 
 	if (store_begin(c->st))
 		return cerr(c, SR_ESTORE, "could not begin: %s", store_errmsg(c->st));
 	client_load_clock(c);
-	for (i = 0; i < json_array_size(recs); i++) {
+	if (!pg->items || js_open(&it, pg->items, pg->items_end, '[')) {
+		store_rollback(c->st);
+		return cerr(c, SR_ERELAY, "the relay sent a page without records");
+	}
+	while ((k = js_element(&it, &v, &vend)) == 1) {
 		struct srec r;
 		sr_hlc h;
 
-		if (record_from_json(&r, json_array_get(recs, i))) {
+		if (record_read(&r, v, vend)) {
+			srec_clear(&r);
 			store_rollback(c->st);
 			return cerr(c, SR_ERELAY, "the relay sent a malformed record");
 		}
@@ -234,11 +388,17 @@ static int backfill_page(sr_client *c, json_t *page, const char *model, const ch
 			return cerr(c, SR_ESTORE, "could not apply: %s", store_errmsg(c->st));
 		}
 		srec_clear(&r);
+		pg->n++;
 	}
-	*done += (long)json_array_size(recs);
+	if (k < 0) {
+		store_rollback(c->st);
+		return cerr(c, SR_ERELAY, "the relay sent a malformed records page");
+	}
+	*done += pg->n;
 	/* saved by name: a schema that grew meanwhile may order the models differently */
 	if (store_meta_set(c->st, "bf_model", model) ||
-	    store_meta_set(c->st, "bf_after", next_after ? next_after : "") || client_save_clock(c) ||
+	    store_meta_set(c->st, "bf_after", next_after ? next_after : "") ||
+	    store_meta_set_int(c->st, "bf_limit", limit) || client_save_clock(c) ||
 	    store_commit(c->st)) {
 		store_rollback(c->st);
 		return cerr(c, SR_ESTORE, "could not save backfill progress: %s", store_errmsg(c->st));
@@ -311,26 +471,45 @@ static int backfill(sr_client *c)
 	}
 	for (i = start; i < c->schema.n && !rc; i++) {
 		const char *model = c->schema.models[order[i]].name;
+		/* a resumed model goes on with the page size it had reached */
+		int limit = i == start && after ? (int)store_meta_int(c->st, "bf_limit", BACKFILL_FIRST) : BACKFILL_FIRST;
+
+		if (limit < BACKFILL_FIRST || limit > BACKFILL_MAX)
+			limit = BACKFILL_FIRST;
+
 		for (;;) {
+			struct page pg = {0};
 			const char *next;
 
 			snprintf(path, sizeof path, "/v1/libraries/%s/records?model=%s&include_deleted=1&limit=%d&after=%s",
-				 c->library, model, PAGE, after ? after : "");
-			if ((rc = relay_call(c, "GET", path, NULL, 120, &j)))
+				 c->library, model, limit, after ? after : "");
+			limit = limit * 2 < BACKFILL_MAX ? limit * 2 : BACKFILL_MAX;
+			if ((rc = relay_call_raw(c, "GET", path, NULL, 120, &pg.body, NULL)) ||
+			    (rc = page_read(c, &pg, "records"))) {
+				sr_buf_free(&pg.body);
 				break;
-			next = json_string_value(json_object_get(j, "next_after"));
+			}
+			next = pg.has_next_after ? pg.next_after : NULL;
 			if (next) {
-				rc = backfill_page(c, j, model, next, &done);
+				char np[512];
+
+				/* a large backfill's next page travels while this one is applied (only at full
+				 * size: a small one is not worth a second connection, nor a page read twice
+				 * when it is interrupted) */
+				snprintf(np, sizeof np, "/v1/libraries/%s/records?model=%s&include_deleted=1&limit=%d&after=%s",
+					 c->library, model, limit, next);
+				if (limit == BACKFILL_MAX)
+					relay_prefetch(c, np, 120);
+				rc = backfill_page(c, &pg, model, next, limit, &done);
 			} else {
 				/* this model is done; the next one starts from its beginning */
 				char done_mark[SR_MODEL_MAX + 2];
 				snprintf(done_mark, sizeof done_mark, "%s>", model);
-				rc = backfill_page(c, j, done_mark, NULL, &done);
+				rc = backfill_page(c, &pg, done_mark, NULL, BACKFILL_FIRST, &done);
 			}
 			free(after);
 			after = next ? strdup(next) : NULL;
-			json_decref(j);
-			j = NULL;
+			sr_buf_free(&pg.body);
 			progress(c, "backfill", done, -1);
 			if (rc || !after)
 				break;
@@ -362,25 +541,29 @@ static int backfill(sr_client *c)
 /* ---- pull ---- */
 
 /* Applies one changes page and moves the cursor, in one transaction. */
-static int apply_page(sr_client *c, json_t *page)
+static int apply_page(sr_client *c, struct page *pg)
 {
-	json_t *changes = json_object_get(page, "changes");
-	long long next = json_integer_value(json_object_get(page, "next")), push_seq;
-	size_t i;
-	int rc = 0;
+	long long push_seq;
+	struct js_iter it;
+	const char *v, *vend;
+	int rc = 0, k = 0;
 
+	pg->n = 0;
+	if (!pg->items || js_open(&it, pg->items, pg->items_end, '['))
+		return cerr(c, SR_ERELAY, "the relay sent a page without changes");
 	if (store_begin(c->st))
 		return cerr(c, SR_ESTORE, "could not begin: %s", store_errmsg(c->st));
 	push_seq = store_meta_int(c->st, "push_seq", 0);
 	client_load_clock(c);
-	for (i = 0; i < json_array_size(changes) && !rc; i++) {
+	while (!rc && (k = js_element(&it, &v, &vend)) == 1) {
 		sr_change ch;
 		struct srec r = {0};
 		const struct sm_model *m;
 		char err[200];
 		sr_hlc h;
 
-		if (sr_change_parse(&ch, json_array_get(changes, i), err, sizeof err)) {
+		if (change_read(&ch, v, vend, err, sizeof err)) {
+			sr_change_clear(&ch);
 			rc = cerr(c, SR_ERELAY, "the relay sent a malformed change: %s", err);
 			break;
 		}
@@ -393,7 +576,7 @@ static int apply_page(sr_client *c, json_t *page)
 				return rc;
 			if (!sm_find(&c->schema, ch.model))
 				return cerr(c, SR_ERELAY, "the relay sent a change of unknown model \"%s\"", ch.model);
-			return apply_page(c, page);
+			return apply_page(c, pg);
 		}
 		sr_hlc_parse(&h, ch.hlc, SR_HLC_LEN);
 		hlc_recv(&c->clk, hlc_wall_ms(), &h);
@@ -407,12 +590,15 @@ static int apply_page(sr_client *c, json_t *page)
 		if (client_apply(c, &r, 0) < 0)
 			rc = cerr(c, SR_ESTORE, "could not apply: %s", store_errmsg(c->st));
 		sr_change_clear(&ch);
+		pg->n++;
 	}
+	if (!rc && k < 0)
+		rc = cerr(c, SR_ERELAY, "the relay sent a malformed changes page");
 	/* once the cursor passes this device's last push, the cursor's own check covers it */
-	if (!rc && (store_meta_set_int(c->st, "cursor", next) ||
-		    store_meta_set(c->st, "cursor_hlc", json_string_value(json_object_get(page, "next_hlc"))) ||
-		    store_meta_set_int(c->st, "head", json_integer_value(json_object_get(page, "head"))) ||
-		    (push_seq > 0 && next >= push_seq && store_meta_set(c->st, "push_seq", NULL)) ||
+	if (!rc && (store_meta_set_int(c->st, "cursor", pg->next) ||
+		    store_meta_set(c->st, "cursor_hlc", pg->has_next_hlc ? pg->next_hlc : NULL) ||
+		    store_meta_set_int(c->st, "head", pg->head) ||
+		    (push_seq > 0 && pg->next >= push_seq && store_meta_set(c->st, "push_seq", NULL)) ||
 		    client_save_clock(c) || store_commit(c->st)))
 		rc = cerr(c, SR_ESTORE, "could not save the page: %s", store_errmsg(c->st));
 	if (rc)
@@ -452,27 +638,37 @@ static int resync(sr_client *c, const char *reason)
 	return rc;
 }
 
-static int pull_once(sr_client *c, long wait, int *more, long *applied)
+/* The pull request for a cursor: it names its change; a last push beyond the cursor is
+ * checked as well. */
+static void pull_path(sr_client *c, char *path, size_t n, long long cursor, const char *chlc, long long push_seq,
+		      const char *phlc, long wait)
+{
+	if (push_seq > cursor && phlc)
+		snprintf(path, n,
+			 "/v1/libraries/%s/changes?since=%lld&since_hlc=%s&check_seq=%lld&check_hlc=%s&limit=%d&wait=%ld",
+			 c->library, cursor, chlc ? chlc : "", push_seq, phlc, PULL_PAGE, wait);
+	else
+		snprintf(path, n, "/v1/libraries/%s/changes?since=%lld&since_hlc=%s&limit=%d&wait=%ld", c->library,
+			 cursor, chlc ? chlc : "", PULL_PAGE, wait);
+}
+
+/* One pull page. prefetch: when more follows, the next page is asked for while this one is
+ * applied (pull_path of the cursor this page leaves; the next pull uses it only when it
+ * builds the same path). */
+static int pull_once(sr_client *c, long wait, int prefetch, int *more, long *applied)
 {
 	char path[512], *chlc = NULL, *phlc = NULL;
 	long long cursor = store_meta_int(c->st, "cursor", 0), push_seq = store_meta_int(c->st, "push_seq", 0);
+	struct page pg = {0};
 	json_t *j = NULL;
 	int rc;
 
 	*more = 0;
 	store_meta_get(c->st, "cursor_hlc", &chlc);
 	store_meta_get(c->st, "push_hlc", &phlc);
-	/* the cursor names its change; a last push beyond the cursor is checked as well */
-	if (push_seq > cursor && phlc)
-		snprintf(path, sizeof path,
-			 "/v1/libraries/%s/changes?since=%lld&since_hlc=%s&check_seq=%lld&check_hlc=%s&limit=%d&wait=%ld",
-			 c->library, cursor, chlc ? chlc : "", push_seq, phlc, PAGE, wait);
-	else
-		snprintf(path, sizeof path, "/v1/libraries/%s/changes?since=%lld&since_hlc=%s&limit=%d&wait=%ld",
-			 c->library, cursor, chlc ? chlc : "", PAGE, wait);
+	pull_path(c, path, sizeof path, cursor, chlc, push_seq, phlc, wait);
 	free(chlc);
-	free(phlc);
-	rc = relay_call(c, "GET", path, NULL, wait + 60, &j);
+	rc = relay_call_raw(c, "GET", path, NULL, wait + 60, &pg.body, &j);
 	if (rc == SR_ERELAY && c->last_status == 410) {
 		char reason[64];
 
@@ -480,22 +676,30 @@ static int pull_once(sr_client *c, long wait, int *more, long *applied)
 			 json_string_value(json_object_get(j, "reason")) ? json_string_value(json_object_get(j, "reason"))
 									 : "beyond-horizon");
 		json_decref(j);
+		free(phlc);
 		*more = 1;
 		return resync(c, reason);
 	}
-	if (rc) {
-		json_decref(j);
-		return rc;
-	}
-	if (json_integer_value(json_object_get(j, "schema_version")) != c->schema_version &&
-	    (rc = client_fetch_schema(c))) {
-		json_decref(j);
-		return rc;
-	}
-	rc = apply_page(c, j);
-	*applied += (long)json_array_size(json_object_get(j, "changes"));
-	*more = json_is_true(json_object_get(j, "more"));
 	json_decref(j);
+	if (!rc)
+		rc = page_read(c, &pg, "changes");
+	if (!rc && pg.schema_version != c->schema_version)
+		rc = client_fetch_schema(c);
+	if (!rc && prefetch && pg.more) {
+		char next[512];
+
+		/* apply_page forgets the last push once the cursor reaches it */
+		pull_path(c, next, sizeof next, pg.next, pg.has_next_hlc ? pg.next_hlc : NULL,
+			  push_seq > 0 && pg.next >= push_seq ? 0 : push_seq, phlc, wait);
+		relay_prefetch(c, next, wait + 60);
+	}
+	free(phlc);
+	if (!rc) {
+		rc = apply_page(c, &pg);
+		*applied += pg.n;
+		*more = pg.more;
+	}
+	sr_buf_free(&pg.body);
 	return rc;
 }
 
@@ -519,7 +723,7 @@ static int pull_to_head(sr_client *c)
 		rc = backfill(c);
 	free(state);
 	while (!rc && more) {
-		rc = pull_once(c, 0, &more, &applied);
+		rc = pull_once(c, 0, 1, &more, &applied);
 		if (applied > PAGE)
 			progress(c, "pull", applied, -1);
 	}
@@ -576,7 +780,7 @@ int sr_client_sync(sr_client *c, const sr_sync_opts *opts)
 		 * are pushed at the next turn */
 		if (wait > 5)
 			wait = 5;
-		if ((rc = push_outbox(c)) || (rc = pull_once(c, wait, &more, &applied))) {
+		if ((rc = push_outbox(c)) || (rc = pull_once(c, wait, 0, &more, &applied))) {
 			/* the relay away for a while does not end a watch: wait and go on */
 			if (rc != SR_ENETWORK && !(rc == SR_ERELAY && c->last_status >= 500))
 				return rc;

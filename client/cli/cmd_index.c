@@ -21,7 +21,9 @@
 
 #include <jansson.h>
 
-#define SYNC_EVERY 500
+/* writes per local transaction and push: the relay's cost is mostly per batch (a transaction,
+ * the digest rows it touches), so larger batches index several times faster than 500 did */
+#define SYNC_EVERY 5000
 
 static const char *const ref_schema =
 	"{\"models\":[{\"name\":\"location\",\"kind\":\"device_owned\"},"
@@ -125,15 +127,23 @@ static const char *base_name(const char *rel)
 	return s ? s + 1 : rel;
 }
 
-static json_t *entry_base(const struct item *it)
+/* An entry's data as canonical text (keys in byte order, as the library stores it), so it
+ * is compared with the stored text and written without a JSON round trip. cid: its
+ * content_id, or NULL. NULL when out of memory. */
+static char *entry_text(const struct item *it, const char *cid)
 {
-	json_t *d = json_pack("{s:s, s:s, s:s, s:I, s:I}", "kind", it->is_dir ? "dir" : "file", "location_id",
-			      walk.location, "name", base_name(it->rel), "size", (json_int_t)it->size,
-			      "modified", (json_int_t)it->mtime);
+	sr_buf b = {0};
 
-	if (d && it->parent[0])
-		json_object_set_new(d, "parent_id", json_string(it->parent));
-	return d;
+	sr_buf_putc(&b, '{');
+	if (cid)
+		sr_buf_printf(&b, "\"content_id\":\"%s\",", cid);
+	sr_buf_printf(&b, "\"kind\":\"%s\",\"location_id\":\"%s\",\"modified\":%lld,\"name\":",
+		      it->is_dir ? "dir" : "file", walk.location, it->mtime);
+	sr_buf_put_jstr(&b, base_name(it->rel));
+	if (it->parent[0])
+		sr_buf_printf(&b, ",\"parent_id\":\"%s\"", it->parent);
+	sr_buf_printf(&b, ",\"size\":%lld}", it->size);
+	return sr_buf_steal(&b);
 }
 
 /* Hashes a file's bytes into a content id and its hex digest. */
@@ -182,47 +192,46 @@ static int counted(struct ctx *x)
 	return ++x->since_sync >= SYNC_EVERY ? flush(x) : 0;
 }
 
-/* Writes data to (model, id) unless the record already holds exactly it. */
-static int put_if_changed(struct ctx *x, const char *model, const char *id, json_t *data)
+/* Writes want (canonical text) to (model, id) unless the record already holds exactly it. */
+static int put_if_changed(struct ctx *x, const char *model, const char *id, const char *want)
 {
-	char *want = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS), *have = NULL;
-	int rc = 0;
+	char *have = NULL;
+	int rc;
 
 	if (!want)
 		return SR_ENOMEM;
 	if (sr_client_get(x->c, &have, model, id) == 0 && !strcmp(have, want)) {
 		free(have);
-		free(want);
 		return 0;
 	}
 	free(have);
 	rc = sr_client_put(x->c, model, id, want);
-	free(want);
-	if (rc)
-		return rc;
-	return counted(x);
+	return rc ? rc : counted(x);
 }
 
-/* 1 when the stored entry, without content_id, equals base and has a content_id. */
-static int entry_state(sr_client *c, const char *id, json_t *base, int *linked)
+/* 1 when the stored entry, content_id aside, is what the walk found; *linked when it has a
+ * content_id. Stored data is canonical text: content_id, when present, is its first key. */
+static int entry_state(sr_client *c, const struct item *it, int *linked)
 {
-	char *have = NULL, *a, *b;
-	json_t *h;
+	static const char key[] = "{\"content_id\":\"";
+	char *have = NULL, *want = NULL, cid[SR_UUID_LEN + 1] = "";
 	int same;
 
 	*linked = 0;
-	if (sr_client_get(c, &have, "entry", id))
+	if (sr_client_get(c, &have, "entry", it->id))
 		return 0;
-	h = json_loads(have, 0, NULL);
+	if (!strncmp(have, key, sizeof key - 1)) {
+		const char *s = have + sizeof key - 1, *e = strchr(s, '"');
+
+		if (e && e - s == SR_UUID_LEN) {
+			memcpy(cid, s, SR_UUID_LEN);
+			*linked = 1;
+		}
+	}
+	want = entry_text(it, *linked ? cid : NULL);
+	same = want && !strcmp(have, want);
+	free(want);
 	free(have);
-	*linked = json_is_string(json_object_get(h, "content_id"));
-	json_object_del(h, "content_id");
-	a = json_dumps(h, JSON_COMPACT | JSON_SORT_KEYS);
-	b = json_dumps(base, JSON_COMPACT | JSON_SORT_KEYS);
-	same = a && b && !strcmp(a, b);
-	free(a);
-	free(b);
-	json_decref(h);
 	return same;
 }
 
@@ -310,18 +319,20 @@ int cmd_index(sr_client *c, const char *dir, int json, int progress_on)
 	if ((rc = sr_client_write_begin(c)))
 		goto libfail;
 	loc = json_pack("{s:s, s:s}", "name", base_name(root), "path", root);
-	rc = put_if_changed(&x, "location", walk.location, loc);
+	text = json_dumps(loc, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(loc);
+	rc = put_if_changed(&x, "location", walk.location, text);
+	free(text);
+	text = NULL;
 	if (rc)
 		goto libfail;
 	/* every directory and file first, without content */
 	for (i = 0; i < walk.n; i++) {
 		struct item *it = &walk.v[i];
-		json_t *base = entry_base(it);
 		int linked;
 
-		if (!entry_state(c, it->id, base, &linked)) {
-			char *want = json_dumps(base, JSON_COMPACT | JSON_SORT_KEYS);
+		if (!entry_state(c, it, &linked)) {
+			char *want = entry_text(it, NULL);
 			rc = want ? sr_client_put(c, "entry", it->id, want) : SR_ENOMEM;
 			free(want);
 			it->base_written = 1;
@@ -330,7 +341,6 @@ int cmd_index(sr_client *c, const char *dir, int json, int progress_on)
 		} else if (!linked && !it->is_dir) {
 			it->base_written = 1; /* indexed before but never linked */
 		}
-		json_decref(base);
 		files += !it->is_dir;
 		show(&x, "entries", i + 1, walk.n);
 		if (rc)
@@ -339,22 +349,19 @@ int cmd_index(sr_client *c, const char *dir, int json, int progress_on)
 	/* then, file by file, the content identity and the link */
 	for (i = 0; i < walk.n; i++) {
 		struct item *it = &walk.v[i];
-		char cid[SR_UUID_LEN + 1], hex[33];
-		json_t *base, *ci;
+		char cid[SR_UUID_LEN + 1], hex[33], ci[128], *linked;
 
 		if (it->is_dir || !it->base_written)
 			continue;
 		snprintf(path, sizeof path, "%s/%s", root, it->rel);
 		if (content_of(path, cid, hex))
 			continue; /* vanished or unreadable since the walk: its entry stays unlinked */
-		ci = json_pack("{s:s, s:I}", "hash", hex, "size", (json_int_t)it->size);
+		snprintf(ci, sizeof ci, "{\"hash\":\"%s\",\"size\":%lld}", hex, it->size);
 		rc = put_if_changed(&x, "content_identity", cid, ci);
-		json_decref(ci);
-		base = entry_base(it);
-		json_object_set_new(base, "content_id", json_string(cid));
+		linked = entry_text(it, cid);
 		if (!rc)
-			rc = put_if_changed(&x, "entry", it->id, base);
-		json_decref(base);
+			rc = put_if_changed(&x, "entry", it->id, linked);
+		free(linked);
 		show(&x, "content", i + 1, walk.n);
 		if (rc)
 			goto libfail;
