@@ -564,6 +564,12 @@ int db_begin_snapshot(PGconn *c)
 	return begin(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
 }
 
+int db_begin_ordered(PGconn *c)
+{
+	/* one round trip: BEGIN and both settings, undone by the transaction's end */
+	return begin(c, "BEGIN READ ONLY; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off");
+}
+
 int db_commit(PGconn *c)
 {
 	return simple(c, "COMMIT");

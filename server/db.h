@@ -89,6 +89,12 @@ int db_ok(const PGresult *res);
 int db_begin(PGconn *c);
 /* A read-only snapshot: several statements see one state (head and digests agree). */
 int db_begin_snapshot(PGconn *c);
+/* A read-only transaction whose statements read in index order: with the planner's
+ * bitmap scans and sorts off, a keyset page (WHERE key > $after ORDER BY key LIMIT n) is an
+ * ordered index scan that stops after n rows, whatever the statistics. Without statistics
+ * (a bulk load, a restore from pg_dump, before autovacuum's ANALYZE) each records page was a
+ * bitmap scan and a sort of every remaining record: backfill grew quadratic. */
+int db_begin_ordered(PGconn *c);
 int db_commit(PGconn *c);
 void db_rollback(PGconn *c);
 

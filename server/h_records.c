@@ -32,6 +32,10 @@ int h_records(struct req *r, struct reply *out)
 		db_problem(out, NULL, NULL);
 		return HANDLER_DONE;
 	}
+	if (db_begin_ordered(c)) {
+		db_problem(out, c, NULL);
+		goto cleanup;
+	}
 	if (library_load(c, r->lib, LIBRARY_SCHEMA, &l, out) || !(m = library_model(&l, req_arg(r, "model"), out)) ||
 	    library_owner(m, req_arg(r, "owner"), &owner, out))
 		goto cleanup;

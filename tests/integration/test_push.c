@@ -1141,3 +1141,4 @@ Test(push, touches_only_its_records_whatever_the_plan)
 	PQfinish(c);
 	cr_assert_eq(h_relay_stop(&r), 0);
 }
+
