@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=${SYNCRELAY_FUZZ_DIR:-$ROOT/build-fuzz}
 SECONDS_EACH=${SYNCRELAY_FUZZ_SECONDS:-45}
 CC=${FUZZ_CC:-$(command -v clang || command -v clang-14 || true)}
-TARGETS=${*:-"push_body codec schema route"}
+TARGETS=${*:-"push_body codec schema route jscan"}
 
 say() { printf 'fuzz: %s\n' "$*" >&2; }
 
