@@ -354,7 +354,7 @@ static inline void e2e_store_state(const char *store, char out[1024])
 
 	out[0] = '\0';
 	if (sqlite3_open_v2(store, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		snprintf(out, 1024, "(cannot open %s)", store);
+		snprintf(out, 1024, "(cannot open %.900s)", store);
 		sqlite3_close(db);
 		return;
 	}
