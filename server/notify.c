@@ -120,10 +120,12 @@ static void step(struct listener *l)
 			if (!res) {
 				/* the LISTEN is answered and in force */
 				l->st = L_UP;
-				__atomic_store_n(&connected, 1, __ATOMIC_SEQ_CST);
 				log_info("listening for notifications again");
-				/* notifications sent while we were away are lost: every held poll looks again */
+				/* notifications sent while we were away are lost: every held poll looks again,
+				 * and every wake generation moves first, so that nothing kept under an older one
+				 * (pages, token lookups: pagememo.h, auth.c) is used once we say we are up */
 				poll_wake_all();
+				__atomic_store_n(&connected, 1, __ATOMIC_SEQ_CST);
 				return;
 			}
 			ok = db_ok(res);
