@@ -20,6 +20,16 @@ static const char *ws(const char *p, const char *end)
 	return p;
 }
 
+/* ws inside a value being checked for canonical form: any whitespace makes it not canonical */
+static const char *ws_c(const char *p, const char *end, int *canon)
+{
+	const char *q = ws(p, end);
+
+	if (q != p)
+		*canon = 0;
+	return q;
+}
+
 /* 1 for the bytes a string holds as they are and that need no UTF-8 check: printable
  * ASCII but '"' and '\\' */
 static const unsigned char plain[256] = {
@@ -313,8 +323,6 @@ static int key_cmp(const char *a, size_t an, const char *b, size_t bn)
  * *canon is cleared at anything that is not canonical text. */
 static const char *val_walk(const char *p, const char *end, int depth, int *canon)
 {
-	const char *q;
-
 	if (p >= end)
 		return NULL;
 	switch (*p) {
@@ -330,9 +338,7 @@ static const char *val_walk(const char *p, const char *end, int depth, int *cano
 			const char *k;
 			int esc = 0;
 
-			q = ws(p, end);
-			if (q != p)
-				*canon = 0, p = q;
+			p = ws_c(p, end, canon);
 			if (p < end && *p == '}' && n == 0)
 				return p + 1;
 			k = p;
@@ -346,21 +352,14 @@ static const char *val_walk(const char *p, const char *end, int depth, int *cano
 				prev = k + 1;
 				prevn = (size_t)(p - k - 2);
 			}
-			q = ws(p, end);
-			if (q != p)
-				*canon = 0, p = q;
+			p = ws_c(p, end, canon);
 			if (p >= end || *p != ':')
 				return NULL;
-			q = ws(p + 1, end);
-			if (q != p + 1)
-				*canon = 0;
-			p = val_walk(q, end, depth + 1, canon);
+			p = val_walk(ws_c(p + 1, end, canon), end, depth + 1, canon);
 			if (!p)
 				return NULL;
 			n++;
-			q = ws(p, end);
-			if (q != p)
-				*canon = 0, p = q;
+			p = ws_c(p, end, canon);
 			if (p >= end)
 				return NULL;
 			if (*p == '}')
@@ -377,18 +376,14 @@ static const char *val_walk(const char *p, const char *end, int depth, int *cano
 			return NULL;
 		p++;
 		for (;;) {
-			q = ws(p, end);
-			if (q != p)
-				*canon = 0, p = q;
+			p = ws_c(p, end, canon);
 			if (p < end && *p == ']' && n == 0)
 				return p + 1;
 			p = val_walk(p, end, depth + 1, canon);
 			if (!p)
 				return NULL;
 			n++;
-			q = ws(p, end);
-			if (q != p)
-				*canon = 0, p = q;
+			p = ws_c(p, end, canon);
 			if (p >= end)
 				return NULL;
 			if (*p == ']')
