@@ -410,18 +410,10 @@ const double *db_pool_wait_bounds(void)
 	return wait_bounds;
 }
 
-static double mono_now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 PGconn *db_acquire(void)
 {
 	struct timespec deadline;
-	double t0 = mono_now(), waited;
+	double t0 = now_mono(), waited;
 	int idx = -1, b = 0;
 
 	clock_gettime(CLOCK_REALTIME, &deadline);
@@ -433,7 +425,7 @@ PGconn *db_acquire(void)
 	}
 	if (pool.nfree > 0)
 		idx = pool.free_stack[--pool.nfree];
-	waited = mono_now() - t0;
+	waited = now_mono() - t0;
 	while (b < DB_WAIT_BUCKETS && waited > wait_bounds[b])
 		b++;
 	waits.bucket[b]++;

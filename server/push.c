@@ -112,20 +112,34 @@ struct tarr {
 	int n, nulls;
 };
 
+static void be32_at(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
 static void put_be32(sr_buf *b, uint32_t v)
 {
-	unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
-			      (unsigned char)v};
+	unsigned char x[4];
 
+	be32_at(x, v);
 	sr_buf_put(b, x, 4);
+}
+
+/* Room for the head, written by tarr_end once the count is known. */
+static void tarr_head(struct tarr *a)
+{
+	static const char zero[TARR_HEAD];
+
+	if (!a->b.len)
+		sr_buf_put(&a->b, zero, TARR_HEAD);
 }
 
 static void tarr_add(struct tarr *a, const char *s)
 {
-	static const char head[TARR_HEAD];
-
-	if (!a->b.len)
-		sr_buf_put(&a->b, head, TARR_HEAD); /* filled by tarr_end */
+	tarr_head(a);
 	if (!s) {
 		put_be32(&a->b, 0xffffffffu);
 		a->nulls = 1;
@@ -140,24 +154,14 @@ static void tarr_add(struct tarr *a, const char *s)
 /* The array's bytes (NULL when memory ran out) and their count in *len. */
 static const char *tarr_end(struct tarr *a, int *len)
 {
-	static const char head[TARR_HEAD];
-	unsigned char *h;
+	const uint32_t head[5] = {a->n ? 1u : 0u, (uint32_t)a->nulls, TEXT_OID, (uint32_t)a->n, 1u};
 	int i;
 
-	if (!a->b.len)
-		sr_buf_put(&a->b, head, TARR_HEAD);
+	tarr_head(a);
 	if (a->b.oom)
 		return NULL;
-	h = (unsigned char *)a->b.p;
-	{
-		uint32_t v[5] = {a->n ? 1u : 0u, (uint32_t)a->nulls, TEXT_OID, (uint32_t)a->n, 1u};
-		for (i = 0; i < 5; i++) {
-			h[4 * i] = (unsigned char)(v[i] >> 24);
-			h[4 * i + 1] = (unsigned char)(v[i] >> 16);
-			h[4 * i + 2] = (unsigned char)(v[i] >> 8);
-			h[4 * i + 3] = (unsigned char)v[i];
-		}
-	}
+	for (i = 0; i < 5; i++)
+		be32_at((unsigned char *)a->b.p + 4 * i, head[i]);
 	/* an empty array has no dimension: only the first three words */
 	*len = a->n ? (int)a->b.len : 12;
 	return a->b.p;
@@ -556,6 +560,18 @@ static int batch_apply(struct batch *b, const char *dev, struct reply *out)
 	return 0;
 }
 
+/* Empties a statement's parameter arrays for the next one: the text literals a[8] and the
+ * binary t[5] of batch_write. */
+static void arrays_reset(sr_buf a[8], struct tarr t[5])
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		sr_buf_free(&a[i]);
+	for (i = 0; i < 5; i++)
+		tarr_free(&t[i]);
+}
+
 /* The writes: changes, records, digests, head. */
 static int batch_write(struct batch *b, PGconn *c, const char *lib, const char *dev,
 		       long long head, struct reply *out)
@@ -588,10 +604,7 @@ static int batch_write(struct batch *b, PGconn *c, const char *lib, const char *
 	if (!db_ok(res))
 		goto fail;
 	PQclear(res);
-	for (i = 0; i < 8; i++)
-		sr_buf_free(&a[i]);
-	for (i = 0; i < 5; i++)
-		tarr_free(&t[i]);
+	arrays_reset(a, t);
 
 	/* the records the batch creates, then those it changes */
 	for (k = 0; k < 2; k++) {
@@ -627,10 +640,7 @@ static int batch_write(struct batch *b, PGconn *c, const char *lib, const char *
 			goto fail;
 		PQclear(res);
 		res = NULL;
-		for (i = 0; i < 8; i++)
-			sr_buf_free(&a[i]);
-		for (i = 0; i < 5; i++)
-			tarr_free(&t[i]);
+		arrays_reset(a, t);
 	}
 
 	for (i = 0; i < b->nscopes; i++) {
@@ -650,8 +660,7 @@ static int batch_write(struct batch *b, PGconn *c, const char *lib, const char *
 	if (!db_ok(res))
 		goto fail;
 	PQclear(res);
-	for (i = 0; i < 8; i++)
-		sr_buf_free(&a[i]);
+	arrays_reset(a, t);
 
 	for (i = 0; i < b->nbuckets; i++) {
 		arr_add(&a[0], b->scopes[b->buckets[i].scope].model);
@@ -677,10 +686,7 @@ fail:
 	db_problem(out, c, res);
 cleanup:
 	PQclear(res);
-	for (i = 0; i < 8; i++)
-		sr_buf_free(&a[i]);
-	for (i = 0; i < 5; i++)
-		tarr_free(&t[i]);
+	arrays_reset(a, t);
 	return rc;
 }
 
