@@ -306,10 +306,35 @@ static const char *member_str(const json_t *obj, const char *key)
 	return json_string_value(json_object_get(obj, key));
 }
 
+int sr_change_check(const char *hlc, const char *model, const char *record_id, const char *op, int seq_ok,
+		    int data, char *err, size_t errlen)
+{
+	const char *why = NULL;
+
+	if (!hlc || sr_hlc_parse(NULL, hlc, strlen(hlc)))
+		why = "\"hlc\" is missing or not a valid HLC";
+	else if (!model || !sr_model_name_valid(model))
+		why = "\"model\" is missing or not a valid model name";
+	else if (!record_id || !sr_uuid_valid(record_id, strlen(record_id)))
+		why = "\"record_id\" is missing or not a canonical UUID";
+	else if (!op || (strcmp(op, "upsert") && strcmp(op, "delete")))
+		why = "\"op\" must be \"upsert\" or \"delete\"";
+	else if (!seq_ok)
+		why = "\"seq\" must be a positive integer";
+	else if (!strcmp(op, "upsert") && data != SR_DATA_OBJECT)
+		why = "an upsert needs an object \"data\"";
+	else if (!strcmp(op, "delete") && data != SR_DATA_NONE)
+		why = "a delete carries no \"data\"";
+	if (why)
+		snprintf(err, errlen, "%s", why);
+	return why ? -1 : 0;
+}
+
 int sr_change_parse(sr_change *out, const json_t *obj, char *err, size_t errlen)
 {
 	const char *hlc, *model, *rid, *op;
 	const json_t *data, *seq;
+	int seq_ok;
 
 	memset(out, 0, sizeof *out);
 	if (!json_is_object(obj)) {
@@ -317,39 +342,19 @@ int sr_change_parse(sr_change *out, const json_t *obj, char *err, size_t errlen)
 		return -1;
 	}
 	hlc = member_str(obj, "hlc");
-	if (!hlc || sr_hlc_parse(NULL, hlc, strlen(hlc))) {
-		snprintf(err, errlen, "\"hlc\" is missing or not a valid HLC");
-		return -1;
-	}
 	model = member_str(obj, "model");
-	if (!model || !sr_model_name_valid(model)) {
-		snprintf(err, errlen, "\"model\" is missing or not a valid model name");
-		return -1;
-	}
 	rid = member_str(obj, "record_id");
-	if (!rid || !sr_uuid_valid(rid, strlen(rid))) {
-		snprintf(err, errlen, "\"record_id\" is missing or not a canonical UUID");
-		return -1;
-	}
 	op = member_str(obj, "op");
-	if (!op || (strcmp(op, "upsert") && strcmp(op, "delete"))) {
-		snprintf(err, errlen, "\"op\" must be \"upsert\" or \"delete\"");
-		return -1;
-	}
 	seq = json_object_get(obj, "seq");
-	if (seq && !json_is_null(seq)) {
-		if (!json_is_integer(seq) || json_integer_value(seq) <= 0) {
-			snprintf(err, errlen, "\"seq\" must be a positive integer");
-			return -1;
-		}
-		out->seq = (int64_t)json_integer_value(seq);
-	}
+	seq_ok = !seq || json_is_null(seq) || (json_is_integer(seq) && json_integer_value(seq) > 0);
 	data = json_object_get(obj, "data");
+	if (sr_change_check(hlc, model, rid, op, seq_ok,
+			    !data || json_is_null(data) ? SR_DATA_NONE : json_is_object(data) ? SR_DATA_OBJECT : SR_DATA_OTHER,
+			    err, errlen))
+		return -1;
+	if (seq && json_is_integer(seq))
+		out->seq = (int64_t)json_integer_value(seq);
 	if (!strcmp(op, "upsert")) {
-		if (!json_is_object(data)) {
-			snprintf(err, errlen, "an upsert needs an object \"data\"");
-			return -1;
-		}
 		out->data = sr_canonical(data);
 		if (!out->data) {
 			snprintf(err, errlen, "out of memory");
@@ -357,10 +362,6 @@ int sr_change_parse(sr_change *out, const json_t *obj, char *err, size_t errlen)
 		}
 		out->op = SR_OP_UPSERT;
 	} else {
-		if (data && !json_is_null(data)) {
-			snprintf(err, errlen, "a delete carries no \"data\"");
-			return -1;
-		}
 		out->op = SR_OP_DELETE;
 	}
 	memcpy(out->hlc, hlc, SR_HLC_LEN + 1);

@@ -297,63 +297,50 @@ static int record_read(struct srec *r, const char *v, const char *vend)
 	return 0;
 }
 
-/* One change of a changes page, validated as sr_change_parse does. */
+/* One change of a changes page, checked as sr_change_parse checks one (sr_change_check). */
 static int change_read(sr_change *out, const char *v, const char *vend, char *err, size_t errlen)
 {
 	struct js_iter it;
 	const char *mv, *mvend, *dv = NULL, *dvend = NULL;
 	char key[16], op[8] = "";
-	int k, ok_hlc = 0, ok_model = 0, ok_id = 0, ok_seq = 1, canon = 1, dcanon = 0;
+	int k, got_hlc = 0, got_model = 0, got_id = 0, got_op = 0, ok_seq = 1, canon = 1, dcanon = 0, data;
 
 	memset(out, 0, sizeof *out);
 	if (js_open(&it, v, vend, '{')) {
 		snprintf(err, errlen, "change is not an object");
 		return -1;
 	}
+	/* a member that is not a string, or too long for its field, counts as absent */
 	while ((k = js_member_c(&it, key, sizeof key, &mv, &mvend, &canon)) == 1) {
-		if (!strcmp(key, "hlc")) {
-			ok_hlc = !js_strcpy(mv, mvend, out->hlc, sizeof out->hlc) &&
-				 !sr_hlc_parse(NULL, out->hlc, strlen(out->hlc));
-		} else if (!strcmp(key, "model")) {
-			ok_model = !js_strcpy(mv, mvend, out->model, sizeof out->model) &&
-				   sr_model_name_valid(out->model);
-		} else if (!strcmp(key, "record_id")) {
-			ok_id = !js_strcpy(mv, mvend, out->record_id, sizeof out->record_id) &&
-				sr_uuid_valid(out->record_id, strlen(out->record_id));
-		} else if (!strcmp(key, "op")) {
-			if (js_strcpy(mv, mvend, op, sizeof op))
-				op[0] = '\0';
-		} else if (!strcmp(key, "seq")) {
+		if (!strcmp(key, "hlc"))
+			got_hlc = !js_strcpy(mv, mvend, out->hlc, sizeof out->hlc);
+		else if (!strcmp(key, "model"))
+			got_model = !js_strcpy(mv, mvend, out->model, sizeof out->model);
+		else if (!strcmp(key, "record_id"))
+			got_id = !js_strcpy(mv, mvend, out->record_id, sizeof out->record_id);
+		else if (!strcmp(key, "op"))
+			got_op = !js_strcpy(mv, mvend, op, sizeof op);
+		else if (!strcmp(key, "seq")) {
 			out->seq = 0;
 			ok_seq = js_null(mv, mvend) || (!js_int(mv, mvend, &out->seq) && out->seq > 0);
-		} else if (!strcmp(key, "data")) {
+		} else if (!strcmp(key, "data"))
 			dv = mv, dvend = mvend, dcanon = canon;
-		}
 		canon = 1;
 	}
-	if (k < 0)
+	if (k < 0) {
 		snprintf(err, errlen, "change is not valid JSON");
-	else if (!ok_hlc)
-		snprintf(err, errlen, "\"hlc\" is missing or not a valid HLC");
-	else if (!ok_model)
-		snprintf(err, errlen, "\"model\" is missing or not a valid model name");
-	else if (!ok_id)
-		snprintf(err, errlen, "\"record_id\" is missing or not a canonical UUID");
-	else if (strcmp(op, "upsert") && strcmp(op, "delete"))
-		snprintf(err, errlen, "\"op\" must be \"upsert\" or \"delete\"");
-	else if (!ok_seq)
-		snprintf(err, errlen, "\"seq\" must be a positive integer");
-	else if (!strcmp(op, "upsert") && (!dv || *dv != '{'))
-		snprintf(err, errlen, "an upsert needs an object \"data\"");
-	else if (!strcmp(op, "delete") && dv && !js_null(dv, dvend))
-		snprintf(err, errlen, "a delete carries no \"data\"");
-	else if (!strcmp(op, "upsert") && !(out->data = js_canonical_copy(dv, (size_t)(dvend - dv), dcanon)))
-		snprintf(err, errlen, "\"data\" is not a valid JSON object");
-	else {
-		out->op = strcmp(op, "upsert") ? SR_OP_DELETE : SR_OP_UPSERT;
-		return 0;
+		return -1;
 	}
-	return -1;
+	data = !dv || js_null(dv, dvend) ? SR_DATA_NONE : *dv == '{' ? SR_DATA_OBJECT : SR_DATA_OTHER;
+	if (sr_change_check(got_hlc ? out->hlc : NULL, got_model ? out->model : NULL, got_id ? out->record_id : NULL,
+			    got_op ? op : NULL, ok_seq, data, err, errlen))
+		return -1;
+	out->op = strcmp(op, "upsert") ? SR_OP_DELETE : SR_OP_UPSERT;
+	if (out->op == SR_OP_UPSERT && !(out->data = js_canonical_copy(dv, (size_t)(dvend - dv), dcanon))) {
+		snprintf(err, errlen, "\"data\" is not a valid JSON object");
+		return -1;
+	}
+	return 0;
 }
 
 /* Applies one records page in one transaction, saving where the backfill stands. */

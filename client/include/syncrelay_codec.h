@@ -99,6 +99,13 @@ typedef struct sr_change {
  * -1 and writes a one-line reason (naming the member) to err. out->data is the caller's:
  * release with sr_change_clear(). Members it does not know are ignored. */
 int sr_change_parse(sr_change *out, const json_t *obj, char *err, size_t errlen);
+/* The checks of a change's members, in the order and the words of every parser of a change
+ * (sr_change_parse here, the client's page scanner): hlc, model, record_id and op are the
+ * members' text, NULL when absent or not a string; seq_ok is 0 when "seq" is present, not
+ * null, and not a positive integer; data is what "data" holds. 0, or -1 with the reason. */
+enum { SR_DATA_NONE = 0, SR_DATA_OBJECT = 1, SR_DATA_OTHER = 2 }; /* NONE: absent or null */
+int sr_change_check(const char *hlc, const char *model, const char *record_id, const char *op, int seq_ok,
+		    int data, char *err, size_t errlen);
 void sr_change_clear(sr_change *c);
 /* Appends the change as JSON; with seq > 0 the object carries it. data is written as the
  * stored canonical text, byte for byte. */
